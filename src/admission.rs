@@ -1,0 +1,1151 @@
+//! AdmissionReview in, AdmissionReview out: pure, given a configuration snapshot.
+//!
+//! The request is read into narrow borrowed views (only uid, kind, operation, metadata and the
+//! container lists), so a large Pod costs little more than the bytes it takes to skip it. The
+//! answer is one RFC 6902 JSON Patch that replaces only the images that change and records the
+//! originals in the [`ORIGINAL_IMAGES_ANNOTATION`], plus a warning per image left alone.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use json_patch::jsonptr::{PointerBuf, Token};
+use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::{Config, WorkloadPolicy};
+use crate::rewrite::{Decision, SkipReason, Verdict, decide};
+
+/// The only AdmissionReview version served.
+pub const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
+/// Pod annotation that opts a Pod (or pod template) out: `pullthrough.dev/skip: "true"`.
+pub const SKIP_ANNOTATION: &str = "pullthrough.dev/skip";
+/// Pod annotation recording replaced images: JSON, container name to original image.
+pub const ORIGINAL_IMAGES_ANNOTATION: &str = "pullthrough.dev/original-images";
+/// Longest warning the API server passes on untruncated.
+const WARNING_MAX_LEN: usize = 256;
+
+// === Input views ===
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewView<'a> {
+    #[serde(borrow, default)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    request: Option<RequestView<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestView<'a> {
+    #[serde(borrow)]
+    uid: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: GroupVersionKind<'a>,
+    #[serde(borrow, default)]
+    sub_resource: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    namespace: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    operation: Cow<'a, str>,
+    #[serde(default)]
+    dry_run: Option<bool>,
+    #[serde(borrow, default)]
+    object: Option<ObjectView<'a>>,
+    #[serde(borrow, default)]
+    old_object: Option<ObjectView<'a>>,
+}
+
+#[derive(Deserialize)]
+struct GroupVersionKind<'a> {
+    #[serde(borrow, default)]
+    group: Cow<'a, str>,
+    #[serde(borrow, default)]
+    version: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+}
+
+/// The parts of a Kubernetes object the rewrite reads: metadata and the pod spec or template.
+#[derive(Debug, Default, Deserialize)]
+pub struct ObjectView<'a> {
+    #[serde(borrow, default)]
+    metadata: Option<MetaView<'a>>,
+    #[serde(borrow, default)]
+    spec: Option<SpecView<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MetaView<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    generate_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    labels: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+    #[serde(borrow, default)]
+    annotations: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+    #[serde(borrow, default)]
+    owner_references: Option<Vec<OwnerView<'a>>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OwnerView<'a> {
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+}
+
+/// A pod spec, or a workload spec holding a pod template (or a job template).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SpecView<'a> {
+    #[serde(borrow, default)]
+    containers: Option<Vec<ContainerView<'a>>>,
+    #[serde(borrow, default)]
+    init_containers: Option<Vec<ContainerView<'a>>>,
+    #[serde(borrow, default)]
+    ephemeral_containers: Option<Vec<ContainerView<'a>>>,
+    #[serde(borrow, default)]
+    template: Option<Box<ObjectView<'a>>>,
+    #[serde(borrow, default)]
+    job_template: Option<Box<ObjectView<'a>>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ContainerView<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    image: Option<Cow<'a, str>>,
+}
+
+impl<'a> ObjectView<'a> {
+    /// Reads the view out of a parsed document (used by `preview`).
+    pub fn from_value(value: &'a Value) -> Result<Self, serde_json::Error> {
+        Self::deserialize(value)
+    }
+
+    fn spec(&self) -> Option<&SpecView<'a>> {
+        self.spec.as_ref()
+    }
+
+    fn annotation(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .as_ref()?
+            .annotations
+            .as_ref()?
+            .get(key)
+            .map(AsRef::as_ref)
+    }
+}
+
+// === Kinds and containers ===
+
+/// The list a container sits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ContainerKind {
+    /// `initContainers` (native sidecars included).
+    Init,
+    /// `containers`.
+    Main,
+    /// `ephemeralContainers`.
+    Ephemeral,
+}
+
+impl ContainerKind {
+    /// The field name in a pod spec.
+    pub fn field(self) -> &'static str {
+        match self {
+            Self::Init => "initContainers",
+            Self::Main => "containers",
+            Self::Ephemeral => "ephemeralContainers",
+        }
+    }
+
+    /// How the kind is named to people.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Self::Init => "init container",
+            Self::Main => "container",
+            Self::Ephemeral => "ephemeral container",
+        }
+    }
+}
+
+impl<'a> SpecView<'a> {
+    fn list(&self, kind: ContainerKind) -> &[ContainerView<'a>] {
+        let list = match kind {
+            ContainerKind::Init => &self.init_containers,
+            ContainerKind::Main => &self.containers,
+            ContainerKind::Ephemeral => &self.ephemeral_containers,
+        };
+        list.as_deref().unwrap_or_default()
+    }
+
+    /// Every container of the given kinds, with its list and index.
+    fn containers<'s>(
+        &'s self,
+        kinds: &'s [ContainerKind],
+    ) -> impl Iterator<Item = (ContainerKind, usize, &'s ContainerView<'a>)> + 's {
+        kinds.iter().flat_map(move |&kind| {
+            self.list(kind)
+                .iter()
+                .enumerate()
+                .map(move |(i, c)| (kind, i, c))
+        })
+    }
+}
+
+/// The kinds of object whose pods the webhook and `preview` understand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    /// `v1/Pod`.
+    Pod,
+    /// Deployment, StatefulSet, DaemonSet, ReplicaSet or Job: `spec.template`.
+    Workload,
+    /// CronJob: `spec.jobTemplate.spec.template`.
+    CronJob,
+}
+
+impl TargetKind {
+    /// Classifies an API group and kind.
+    pub fn from_group_kind(group: &str, kind: &str) -> Option<Self> {
+        match (group, kind) {
+            ("" | "core", "Pod") => Some(Self::Pod),
+            ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
+            | ("batch", "Job") => Some(Self::Workload),
+            ("batch", "CronJob") => Some(Self::CronJob),
+            _ => None,
+        }
+    }
+
+    /// Classifies an `apiVersion` (`apps/v1`) and kind.
+    pub fn from_api_version_kind(api_version: &str, kind: &str) -> Option<Self> {
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        Self::from_group_kind(group, kind)
+    }
+
+    /// JSON Pointer tokens from the object to its pod (template).
+    fn pod_path(self) -> &'static [&'static str] {
+        match self {
+            Self::Pod => &[],
+            Self::Workload => &["spec", "template"],
+            Self::CronJob => &["spec", "jobTemplate", "spec", "template"],
+        }
+    }
+}
+
+/// Which containers of a pod may be changed by this request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// A new Pod or pod template: every container list.
+    Create,
+    /// A Pod or template update: images that the update changes, in `containers` and
+    /// `initContainers`.
+    Update,
+    /// An update of the `pods/ephemeralcontainers` subresource: new ephemeral containers only.
+    EphemeralContainers,
+}
+
+impl Scope {
+    fn kinds(self) -> &'static [ContainerKind] {
+        match self {
+            Self::Create => &[
+                ContainerKind::Init,
+                ContainerKind::Main,
+                ContainerKind::Ephemeral,
+            ],
+            Self::Update => &[ContainerKind::Init, ContainerKind::Main],
+            Self::EphemeralContainers => &[ContainerKind::Ephemeral],
+        }
+    }
+}
+
+// === Plans ===
+
+/// Why a whole pod is left alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodSkip {
+    /// The pod (or its template, or the workload) carries `pullthrough.dev/skip: "true"`.
+    OptedOut,
+    /// An `exclude.podLabels` selector matches.
+    LabelExcluded(String),
+    /// An owner reference's kind is in `exclude.ownerKinds`.
+    OwnerExcluded(String),
+}
+
+impl PodSkip {
+    /// A short, bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::OptedOut => "opted_out",
+            Self::LabelExcluded(_) => "label_excluded",
+            Self::OwnerExcluded(_) => "owner_excluded",
+        }
+    }
+}
+
+impl std::fmt::Display for PodSkip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::OptedOut => write!(f, "the pod opts out with {SKIP_ANNOTATION}"),
+            Self::LabelExcluded(sel) => write!(f, "the pod label selector {sel:?} is excluded"),
+            Self::OwnerExcluded(kind) => write!(f, "pods owned by a {kind} are excluded"),
+        }
+    }
+}
+
+/// The decision for one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageOutcome<'c> {
+    /// Which list the container is in.
+    pub kind: ContainerKind,
+    /// Index in that list.
+    pub index: usize,
+    /// Container name.
+    pub container: String,
+    /// The image as the request has it.
+    pub image: String,
+    /// What happens to it.
+    pub decision: Decision,
+    /// Metrics label: configured upstream registry or `other`.
+    pub registry: &'c str,
+}
+
+/// What a request does to one pod (or pod template).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodPlan<'c> {
+    /// Set when the whole pod is left alone.
+    pub skipped: Option<PodSkip>,
+    /// One entry per container considered.
+    pub images: Vec<ImageOutcome<'c>>,
+    /// The operations that apply the plan (empty when nothing changes).
+    pub operations: Vec<PatchOperation>,
+}
+
+impl PodPlan<'_> {
+    /// Number of images rewritten.
+    pub fn rewritten(&self) -> usize {
+        self.images
+            .iter()
+            .filter(|i| matches!(i.decision, Decision::Rewrite(_)))
+            .count()
+    }
+
+    /// Warnings for people: one per image left alone for a reason they should know, one per
+    /// digest-pinned image rewritten anyway, and one when the whole pod is skipped.
+    pub fn warnings(&self, prefix: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(skip) = &self.skipped {
+            out.push(truncate(format!(
+                "pullthrough: {prefix}images left unchanged: {skip}"
+            )));
+        }
+        for i in &self.images {
+            let text = match &i.decision {
+                Decision::Skip(reason) if reason.is_notable() => format!(
+                    "pullthrough: {prefix}{} {:?} image {:?} left unchanged: {reason}",
+                    i.kind.noun(),
+                    i.container,
+                    i.image
+                ),
+                Decision::Rewrite(_) if i.image.contains('@') => format!(
+                    "pullthrough: {prefix}{} {:?} image {:?} is pinned by digest and rewritten: the cache must already hold it",
+                    i.kind.noun(),
+                    i.container,
+                    i.image
+                ),
+                _ => continue,
+            };
+            out.push(truncate(text));
+        }
+        out
+    }
+}
+
+fn truncate(mut s: String) -> String {
+    if s.len() > WARNING_MAX_LEN {
+        let mut cut = WARNING_MAX_LEN - 3;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
+}
+
+/// Plans the rewrite of one object of a known kind. `old` is the object before an update.
+pub fn plan_object<'c>(
+    config: &'c Config,
+    target: TargetKind,
+    object: &ObjectView<'_>,
+    old: Option<&ObjectView<'_>>,
+    scope: Scope,
+) -> PodPlan<'c> {
+    let (pod, old_pod) = match target {
+        TargetKind::Pod => (Some(object), old),
+        TargetKind::Workload => (template(object), old.and_then(template)),
+        TargetKind::CronJob => (job_template(object), old.and_then(job_template)),
+    };
+    let Some(pod) = pod else {
+        return PodPlan::default();
+    };
+
+    if let Some(skip) = pod_skip(config, object, pod) {
+        return PodPlan {
+            skipped: Some(skip),
+            ..PodPlan::default()
+        };
+    }
+    let Some(spec) = pod.spec() else {
+        return PodPlan::default();
+    };
+    let old_spec = old_pod.and_then(ObjectView::spec);
+
+    let mut images = Vec::new();
+    for (kind, index, container) in spec.containers(scope.kinds()) {
+        let Some(image) = container.image.as_deref() else {
+            continue;
+        };
+        let Verdict {
+            mut decision,
+            mapping,
+        } = decide(config, image);
+        if matches!(decision, Decision::Rewrite(_)) && scope != Scope::Create {
+            let unchanged = old_spec.is_some_and(|old| {
+                old.list(kind)
+                    .iter()
+                    .any(|c| c.name == container.name && c.image.as_deref() == Some(image))
+            });
+            if unchanged {
+                decision = Decision::Skip(SkipReason::UnchangedOnUpdate);
+            }
+        }
+        images.push(ImageOutcome {
+            kind,
+            index,
+            container: container.name.clone().into_owned(),
+            image: image.to_owned(),
+            decision,
+            registry: mapping.map_or("other", |m| m.registry.as_str()),
+        });
+    }
+
+    // The ephemeral containers subresource ignores metadata changes, so the record of
+    // originals is only written where it will be kept.
+    let annotate = scope != Scope::EphemeralContainers;
+    let operations = operations(target.pod_path(), pod, &images, annotate);
+    PodPlan {
+        skipped: None,
+        images,
+        operations,
+    }
+}
+
+fn template<'o, 'a>(object: &'o ObjectView<'a>) -> Option<&'o ObjectView<'a>> {
+    object.spec.as_ref()?.template.as_deref()
+}
+
+fn job_template<'o, 'a>(object: &'o ObjectView<'a>) -> Option<&'o ObjectView<'a>> {
+    template(object.spec.as_ref()?.job_template.as_deref()?)
+}
+
+fn pod_skip(config: &Config, object: &ObjectView<'_>, pod: &ObjectView<'_>) -> Option<PodSkip> {
+    let opted_out = |o: &ObjectView<'_>| {
+        o.annotation(SKIP_ANNOTATION)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    };
+    if opted_out(pod) || opted_out(object) {
+        return Some(PodSkip::OptedOut);
+    }
+    if let Some(labels) = pod.metadata.as_ref().and_then(|m| m.labels.as_ref()) {
+        let pairs = || labels.iter().map(|(k, v)| (k.as_ref(), v.as_ref()));
+        if let Some(sel) = config
+            .exclude
+            .pod_labels
+            .iter()
+            .find(|sel| sel.matches(pairs()))
+        {
+            let text = match &sel.value {
+                Some(v) => format!("{}={v}", sel.key),
+                None => sel.key.clone(),
+            };
+            return Some(PodSkip::LabelExcluded(text));
+        }
+    }
+    let owners = object
+        .metadata
+        .as_ref()
+        .and_then(|m| m.owner_references.as_deref())
+        .unwrap_or_default();
+    owners
+        .iter()
+        .find(|o| config.exclude.owner_kinds.iter().any(|k| *k == o.kind))
+        .map(|o| PodSkip::OwnerExcluded(o.kind.clone().into_owned()))
+}
+
+fn pointer(base: &[&str], rest: &[Token<'_>]) -> PointerBuf {
+    PointerBuf::from_tokens(
+        base.iter()
+            .map(|t| Token::new(*t))
+            .chain(rest.iter().cloned()),
+    )
+}
+
+fn operations(
+    base: &[&str],
+    pod: &ObjectView<'_>,
+    images: &[ImageOutcome<'_>],
+    annotate: bool,
+) -> Vec<PatchOperation> {
+    let mut ops = Vec::new();
+    let mut originals: BTreeMap<&str, &str> = BTreeMap::new();
+    for i in images {
+        if let Decision::Rewrite(new) = &i.decision {
+            ops.push(PatchOperation::Replace(ReplaceOperation {
+                path: pointer(
+                    base,
+                    &[
+                        Token::new("spec"),
+                        Token::new(i.kind.field()),
+                        Token::from(i.index),
+                        Token::new("image"),
+                    ],
+                ),
+                value: Value::String(new.clone()),
+            }));
+            originals.insert(&i.container, &i.image);
+        }
+    }
+    if ops.is_empty() || !annotate {
+        return ops;
+    }
+
+    // Keep what earlier passes recorded (an update, or a reinvocation after another webhook).
+    let mut record: serde_json::Map<String, Value> = pod
+        .annotation(ORIGINAL_IMAGES_ANNOTATION)
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
+    for (name, image) in originals {
+        record
+            .entry(name.to_owned())
+            .or_insert_with(|| Value::String(image.to_owned()));
+    }
+    let record = Value::Object(record).to_string();
+    let metadata = pod.metadata.as_ref();
+    let (path, value) = if metadata.is_none() {
+        let mut annotations = serde_json::Map::new();
+        annotations.insert(ORIGINAL_IMAGES_ANNOTATION.to_owned(), Value::String(record));
+        let mut meta = serde_json::Map::new();
+        meta.insert("annotations".to_owned(), Value::Object(annotations));
+        (
+            pointer(base, &[Token::new("metadata")]),
+            Value::Object(meta),
+        )
+    } else if metadata.is_some_and(|m| m.annotations.is_none()) {
+        let mut annotations = serde_json::Map::new();
+        annotations.insert(ORIGINAL_IMAGES_ANNOTATION.to_owned(), Value::String(record));
+        (
+            pointer(base, &[Token::new("metadata"), Token::new("annotations")]),
+            Value::Object(annotations),
+        )
+    } else {
+        (
+            pointer(
+                base,
+                &[
+                    Token::new("metadata"),
+                    Token::new("annotations"),
+                    Token::new(ORIGINAL_IMAGES_ANNOTATION),
+                ],
+            ),
+            Value::String(record),
+        )
+    };
+    ops.push(PatchOperation::Add(AddOperation { path, value }));
+    ops
+}
+
+// === Responses ===
+
+/// An `admission.k8s.io/v1` AdmissionReview carrying a response, in the documented wire form
+/// (`patch` as a base64 string).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewResponse {
+    api_version: &'static str,
+    kind: &'static str,
+    /// The response.
+    pub response: AdmissionResponse,
+}
+
+/// The `response` of an AdmissionReview.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionResponse {
+    /// The request's uid.
+    pub uid: String,
+    /// Whether the request is admitted.
+    pub allowed: bool,
+    /// `JSONPatch` when a patch is present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch_type: Option<&'static str>,
+    /// The base64-encoded JSON Patch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch: Option<String>,
+    /// Why the request was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    /// Messages shown to the client.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Audit annotations (the API server prefixes the webhook name).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub audit_annotations: BTreeMap<String, String>,
+}
+
+/// A `metav1.Status` for refused requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    #[serde(rename = "status")]
+    state: &'static str,
+    /// Human-readable reason.
+    pub message: String,
+    reason: &'static str,
+    /// HTTP-like code.
+    pub code: u16,
+}
+
+impl AdmissionResponse {
+    fn allow(uid: &str) -> Self {
+        Self {
+            uid: uid.to_owned(),
+            allowed: true,
+            patch_type: None,
+            patch: None,
+            status: None,
+            warnings: Vec::new(),
+            audit_annotations: BTreeMap::new(),
+        }
+    }
+
+    /// A refusal of a request that cannot be read (kube's "invalid" response).
+    pub fn invalid(uid: &str, message: impl Into<String>) -> Self {
+        Self {
+            allowed: false,
+            status: Some(Status {
+                state: "Failure",
+                message: message.into(),
+                reason: "BadRequest",
+                code: 400,
+            }),
+            ..Self::allow(uid)
+        }
+    }
+
+    /// Wraps the response in an AdmissionReview.
+    pub fn into_review(self) -> ReviewResponse {
+        ReviewResponse {
+            api_version: ADMISSION_API_VERSION,
+            kind: "AdmissionReview",
+            response: self,
+        }
+    }
+}
+
+impl ReviewResponse {
+    /// Serialises the review.
+    pub fn to_vec(&self) -> Vec<u8> {
+        // Serialising plain strings, bools and maps of strings cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// How the request ended, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Allowed with a patch.
+    Patched,
+    /// Allowed without a patch.
+    Allowed,
+    /// Refused as unreadable.
+    Invalid,
+}
+
+impl Outcome {
+    /// The metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Patched => "patched",
+            Self::Allowed => "allowed",
+            Self::Invalid => "invalid",
+        }
+    }
+}
+
+/// What the webhook made of one request: the response and what to count and log.
+#[derive(Debug)]
+pub struct Reviewed<'c> {
+    /// The response to send.
+    pub response: AdmissionResponse,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The plan, when the request was about a pod or pod template.
+    pub plan: PodPlan<'c>,
+    /// Namespace of the object.
+    pub namespace: String,
+    /// Name (or generateName) of the object.
+    pub name: String,
+    /// Whether the request is a dry run.
+    pub dry_run: bool,
+}
+
+/// The answer to a body that is not an AdmissionReview at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreadable(pub String);
+
+/// Reviews a raw AdmissionReview body. `Err` means no uid could be read, so no AdmissionReview
+/// answer is possible (the server replies HTTP 400).
+pub fn review<'c>(config: &'c Config, body: &[u8]) -> Result<Reviewed<'c>, Unreadable> {
+    let parsed: ReviewView<'_> = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return match read_uid(body) {
+                Some(uid) => Ok(invalid(
+                    &uid,
+                    format!("cannot read the AdmissionReview: {e}"),
+                )),
+                None => Err(Unreadable(format!("body is not an AdmissionReview: {e}"))),
+            };
+        }
+    };
+    let Some(request) = parsed.request else {
+        return Err(Unreadable("AdmissionReview has no request".to_owned()));
+    };
+    if parsed.api_version.as_deref() != Some(ADMISSION_API_VERSION)
+        || parsed.kind.as_deref() != Some("AdmissionReview")
+    {
+        return Ok(invalid(
+            &request.uid,
+            format!(
+                "expected an {ADMISSION_API_VERSION} AdmissionReview, got {} {}",
+                parsed.api_version.as_deref().unwrap_or("no apiVersion"),
+                parsed.kind.as_deref().unwrap_or("no kind"),
+            ),
+        ));
+    }
+    Ok(review_request(config, &request))
+}
+
+fn invalid(uid: &str, message: String) -> Reviewed<'static> {
+    Reviewed {
+        response: AdmissionResponse::invalid(uid, message),
+        outcome: Outcome::Invalid,
+        plan: PodPlan::default(),
+        namespace: String::new(),
+        name: String::new(),
+        dry_run: false,
+    }
+}
+
+fn read_uid(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Outer {
+        request: Inner,
+    }
+    #[derive(Deserialize)]
+    struct Inner {
+        uid: String,
+    }
+    // Only a syntactically valid document with a string uid is answered with a review.
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let outer: Outer = serde_json::from_value(value).ok()?;
+    Some(outer.request.uid)
+}
+
+fn review_request<'c>(config: &'c Config, request: &RequestView<'_>) -> Reviewed<'c> {
+    let mut response = AdmissionResponse::allow(&request.uid);
+    let object_name = request
+        .object
+        .as_ref()
+        .and_then(|o| o.metadata.as_ref())
+        .and_then(|m| m.name.as_deref().or(m.generate_name.as_deref()));
+    let name = request
+        .name
+        .as_deref()
+        .or(object_name)
+        .unwrap_or_default()
+        .to_owned();
+    let mut reviewed = Reviewed {
+        response: AdmissionResponse::allow(&request.uid),
+        outcome: Outcome::Allowed,
+        plan: PodPlan::default(),
+        namespace: request.namespace.as_deref().unwrap_or_default().to_owned(),
+        name,
+        dry_run: request.dry_run.unwrap_or(false),
+    };
+
+    let target = TargetKind::from_group_kind(&request.kind.group, &request.kind.kind)
+        .filter(|_| request.kind.version == "v1");
+    let scope = match (request.operation.as_ref(), request.sub_resource.as_deref()) {
+        ("CREATE", None | Some("")) => Scope::Create,
+        ("UPDATE", None | Some("")) => Scope::Update,
+        ("UPDATE", Some("ephemeralcontainers")) if target == Some(TargetKind::Pod) => {
+            Scope::EphemeralContainers
+        }
+        _ => return reviewed,
+    };
+    let (Some(target), Some(object)) = (target, request.object.as_ref()) else {
+        return reviewed;
+    };
+
+    let plan = plan_object(config, target, object, request.old_object.as_ref(), scope);
+    let preview_only = target != TargetKind::Pod && config.workloads == WorkloadPolicy::Preview;
+    if preview_only {
+        response.warnings = workload_preview_warnings(&plan);
+    } else {
+        response.warnings = plan.warnings("");
+        if !plan.operations.is_empty() {
+            // Serialising a patch of strings cannot fail; an empty patch would be a no-op.
+            let bytes = serde_json::to_vec(&plan.operations).unwrap_or_default();
+            response.patch_type = Some("JSONPatch");
+            response.patch = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
+            response
+                .audit_annotations
+                .insert("rewritten-images".to_owned(), plan.rewritten().to_string());
+            reviewed.outcome = Outcome::Patched;
+        }
+    }
+    reviewed.response = response;
+    reviewed.plan = plan;
+    reviewed
+}
+
+fn workload_preview_warnings(plan: &PodPlan<'_>) -> Vec<String> {
+    let mut out = plan.warnings("pod template ");
+    for i in &plan.images {
+        if let Decision::Rewrite(new) = &i.decision {
+            out.push(truncate(format!(
+                "pullthrough: pod template {} {:?}: Pods will pull {:?} as {:?}",
+                i.kind.noun(),
+                i.container,
+                i.image,
+                new
+            )));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::needless_pass_by_value)]
+mod tests {
+    use super::*;
+    use crate::config::Overrides;
+    use serde_json::json;
+
+    const HOST: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+
+    fn config(extra: &str) -> Config {
+        Config::load(
+            &format!("accountId: \"123456789012\"\nregion: eu-west-1\n{extra}"),
+            &Overrides::default(),
+        )
+        .unwrap()
+    }
+
+    fn review_json(operation: &str, kind: (&str, &str), object: Value, old: Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "u-1",
+                "kind": {"group": kind.0, "version": "v1", "kind": kind.1},
+                "resource": {"group": kind.0, "version": "v1", "resource": "x"},
+                "namespace": "shop",
+                "operation": operation,
+                "object": object,
+                "oldObject": old,
+            }
+        }))
+        .unwrap()
+    }
+
+    fn pod(containers: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": containers}})
+    }
+
+    /// Applies the response's patch to `object` and returns the result.
+    fn patched(response: &AdmissionResponse, mut object: Value) -> Value {
+        if let Some(p) = &response.patch {
+            let bytes = base64::engine::general_purpose::STANDARD.decode(p).unwrap();
+            let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
+            json_patch::patch(&mut object, &patch).unwrap();
+        }
+        object
+    }
+
+    #[test]
+    fn rewrites_pod_images_and_records_originals() {
+        let c = config("");
+        let object = pod(
+            json!([{"name": "web", "image": "nginx:1.27"}, {"name": "x", "image": "registry.example/x:1"}]),
+        );
+        let r = review(
+            &c,
+            &review_json("CREATE", ("", "Pod"), object.clone(), Value::Null),
+        )
+        .unwrap();
+        assert_eq!(r.outcome, Outcome::Patched);
+        assert_eq!(r.response.patch_type, Some("JSONPatch"));
+        let after = patched(&r.response, object);
+        assert_eq!(
+            after["spec"]["containers"][0]["image"],
+            format!("{HOST}/docker-hub/library/nginx:1.27")
+        );
+        assert_eq!(
+            after["spec"]["containers"][1]["image"],
+            "registry.example/x:1"
+        );
+        let record: Value = serde_json::from_str(
+            after["metadata"]["annotations"][ORIGINAL_IMAGES_ANNOTATION]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(record, json!({"web": "nginx:1.27"}));
+        assert_eq!(r.response.warnings.len(), 1);
+        assert!(
+            r.response.warnings[0].contains("\"x\""),
+            "{:?}",
+            r.response.warnings
+        );
+        assert!(r.response.warnings[0].contains("no pull-through cache rule"));
+    }
+
+    #[test]
+    fn second_pass_changes_nothing() {
+        let c = config("");
+        let object = pod(json!([{"name": "web", "image": "nginx:1.27"}]));
+        let r = review(
+            &c,
+            &review_json("CREATE", ("", "Pod"), object.clone(), Value::Null),
+        )
+        .unwrap();
+        let once = patched(&r.response, object);
+        let again = review(&c, &review_json("CREATE", ("", "Pod"), once, Value::Null)).unwrap();
+        assert_eq!(again.outcome, Outcome::Allowed);
+        assert!(again.response.patch.is_none());
+        assert!(again.response.warnings.is_empty());
+    }
+
+    #[test]
+    fn skip_annotation_opts_a_pod_out() {
+        let c = config("");
+        let mut object = pod(json!([{"name": "web", "image": "nginx:1.27"}]));
+        object["metadata"]["annotations"] = json!({SKIP_ANNOTATION: "true"});
+        let r = review(&c, &review_json("CREATE", ("", "Pod"), object, Value::Null)).unwrap();
+        assert!(r.response.patch.is_none());
+        assert_eq!(r.plan.skipped, Some(PodSkip::OptedOut));
+    }
+
+    #[test]
+    fn excluded_labels_and_owner_kinds_leave_the_pod_alone() {
+        let c =
+            config("exclude:\n  podLabels: [\"cnpg.io/cluster\"]\n  ownerKinds: [postgresql]\n");
+        let mut object = pod(json!([{"name": "db", "image": "postgres:16"}]));
+        object["metadata"]["labels"] = json!({"cnpg.io/cluster": "main"});
+        let r = review(&c, &review_json("CREATE", ("", "Pod"), object, Value::Null)).unwrap();
+        assert_eq!(
+            r.plan.skipped,
+            Some(PodSkip::LabelExcluded("cnpg.io/cluster".into()))
+        );
+
+        let mut object = pod(json!([{"name": "db", "image": "postgres:16"}]));
+        object["metadata"]["ownerReferences"] = json!([{"apiVersion": "acid.zalan.do/v1", "kind": "postgresql", "name": "x", "uid": "1"}]);
+        let r = review(&c, &review_json("CREATE", ("", "Pod"), object, Value::Null)).unwrap();
+        assert_eq!(
+            r.plan.skipped,
+            Some(PodSkip::OwnerExcluded("postgresql".into()))
+        );
+        assert!(r.response.patch.is_none());
+        assert_eq!(r.response.warnings.len(), 1);
+    }
+
+    #[test]
+    fn update_rewrites_only_images_the_update_changes() {
+        let c = config("");
+        let old =
+            pod(json!([{"name": "a", "image": "nginx:1.27"}, {"name": "b", "image": "redis:7"}]));
+        let new =
+            pod(json!([{"name": "a", "image": "nginx:1.27"}, {"name": "b", "image": "redis:8"}]));
+        let r = review(&c, &review_json("UPDATE", ("", "Pod"), new.clone(), old)).unwrap();
+        let after = patched(&r.response, new);
+        assert_eq!(after["spec"]["containers"][0]["image"], "nginx:1.27");
+        assert_eq!(
+            after["spec"]["containers"][1]["image"],
+            format!("{HOST}/docker-hub/library/redis:8")
+        );
+        assert!(r.response.warnings.is_empty(), "{:?}", r.response.warnings);
+    }
+
+    #[test]
+    fn update_merges_the_original_images_record() {
+        let c = config("");
+        let mut old = pod(
+            json!([{"name": "a", "image": format!("{HOST}/docker-hub/library/nginx:1.27")}, {"name": "b", "image": "redis:7"}]),
+        );
+        old["metadata"]["annotations"] =
+            json!({ORIGINAL_IMAGES_ANNOTATION: "{\"a\":\"nginx:1.27\"}"});
+        let mut new = old.clone();
+        new["spec"]["containers"][1]["image"] = json!("redis:8");
+        let r = review(&c, &review_json("UPDATE", ("", "Pod"), new.clone(), old)).unwrap();
+        let after = patched(&r.response, new);
+        let record: Value = serde_json::from_str(
+            after["metadata"]["annotations"][ORIGINAL_IMAGES_ANNOTATION]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(record, json!({"a": "nginx:1.27", "b": "redis:8"}));
+    }
+
+    #[test]
+    fn workloads_get_a_preview_by_default_and_a_patch_when_asked() {
+        let deploy = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"template": {"metadata": {"labels": {"app": "d"}}, "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}
+        });
+        let body = review_json(
+            "CREATE",
+            ("apps", "Deployment"),
+            deploy.clone(),
+            Value::Null,
+        );
+        let c = config("");
+        let r = review(&c, &body).unwrap();
+        assert!(r.response.patch.is_none());
+        assert!(
+            r.response
+                .warnings
+                .iter()
+                .any(|w| w.contains(&format!("{HOST}/docker-hub/library/nginx:1.27"))),
+            "{:?}",
+            r.response.warnings
+        );
+
+        let c = config("workloads: rewrite\n");
+        let r = review(&c, &body).unwrap();
+        let after = patched(&r.response, deploy);
+        assert_eq!(
+            after["spec"]["template"]["spec"]["containers"][0]["image"],
+            format!("{HOST}/docker-hub/library/nginx:1.27")
+        );
+        assert!(
+            after["spec"]["template"]["metadata"]["annotations"][ORIGINAL_IMAGES_ANNOTATION]
+                .is_string()
+        );
+    }
+
+    #[test]
+    fn cronjob_template_without_metadata_gets_one() {
+        let cj = json!({
+            "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c"},
+            "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "job", "image": "busybox:1.36"}]}}}}}
+        });
+        let body = review_json("CREATE", ("batch", "CronJob"), cj.clone(), Value::Null);
+        let c = config("workloads: rewrite\n");
+        let r = review(&c, &body).unwrap();
+        let after = patched(&r.response, cj);
+        let tpl = &after["spec"]["jobTemplate"]["spec"]["template"];
+        assert_eq!(
+            tpl["spec"]["containers"][0]["image"],
+            format!("{HOST}/docker-hub/library/busybox:1.36")
+        );
+        assert!(tpl["metadata"]["annotations"][ORIGINAL_IMAGES_ANNOTATION].is_string());
+    }
+
+    #[test]
+    fn other_kinds_and_operations_are_allowed_untouched() {
+        let c = config("");
+        let body = review_json(
+            "CREATE",
+            ("", "Service"),
+            json!({"metadata": {}}),
+            Value::Null,
+        );
+        let r = review(&c, &body).unwrap();
+        assert_eq!(r.outcome, Outcome::Allowed);
+        let body = review_json("DELETE", ("", "Pod"), Value::Null, pod(json!([])));
+        assert_eq!(review(&c, &body).unwrap().outcome, Outcome::Allowed);
+    }
+
+    #[test]
+    fn unreadable_bodies() {
+        let c = config("");
+        assert!(review(&c, b"not json").is_err());
+        assert!(review(&c, b"{}").is_err());
+        // A uid can be read, but the object has the wrong shape: an invalid response.
+        let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "u-2", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "operation": "CREATE",
+                "object": {"spec": {"containers": 7}}}});
+        let r = review(&c, &serde_json::to_vec(&body).unwrap()).unwrap();
+        assert_eq!(r.outcome, Outcome::Invalid);
+        assert_eq!(r.response.uid, "u-2");
+        assert!(!r.response.allowed);
+        assert_eq!(r.response.status.as_ref().unwrap().code, 400);
+    }
+
+    #[test]
+    fn v1beta1_reviews_are_refused() {
+        let mut body: Value = serde_json::from_slice(&review_json(
+            "CREATE",
+            ("", "Pod"),
+            pod(json!([])),
+            Value::Null,
+        ))
+        .unwrap();
+        body["apiVersion"] = json!("admission.k8s.io/v1beta1");
+        let c = config("");
+        let r = review(&c, &serde_json::to_vec(&body).unwrap()).unwrap();
+        assert_eq!(r.outcome, Outcome::Invalid);
+    }
+
+    #[test]
+    fn response_uses_the_documented_wire_form() {
+        let c = config("");
+        let r = review(
+            &c,
+            &review_json(
+                "CREATE",
+                ("", "Pod"),
+                pod(json!([{"name": "a", "image": "nginx"}])),
+                Value::Null,
+            ),
+        )
+        .unwrap();
+        let wire: Value = serde_json::from_slice(&r.response.into_review().to_vec()).unwrap();
+        assert_eq!(wire["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(wire["kind"], "AdmissionReview");
+        assert_eq!(wire["response"]["uid"], "u-1");
+        assert_eq!(wire["response"]["allowed"], true);
+        assert_eq!(wire["response"]["patchType"], "JSONPatch");
+        assert!(wire["response"]["patch"].is_string());
+    }
+
+    #[test]
+    fn long_warnings_are_truncated() {
+        let s = truncate("é".repeat(300));
+        assert!(s.len() <= WARNING_MAX_LEN);
+        assert!(s.ends_with("..."));
+    }
+}

@@ -1,0 +1,344 @@
+//! Command line: subcommands, flags (each with an environment variable), and their dispatch.
+
+use std::io::{Read as _, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tracing::{info, warn};
+
+use crate::config::{Config, Overrides};
+use crate::metrics::Metrics;
+use crate::preview;
+use crate::reload::ConfigReloader;
+use crate::server::{self, AppState, Limits, ServeOptions};
+use crate::telemetry::LogFormat;
+use crate::tls::{self, CertPaths, CertReloader, CertResolver};
+
+/// Routes container images through AWS ECR pull-through cache rules.
+#[derive(Debug, Parser)]
+#[command(name = "pullthrough", version, about, long_about = None)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the mutating admission webhook.
+    Webhook(Box<WebhookArgs>),
+    /// Show offline what the webhook would do to manifests.
+    Preview(PreviewArgs),
+}
+
+/// Logging flags.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log line format; the level comes from RUST_LOG (default info).
+    #[arg(long, env = "PULLTHROUGH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// YAML configuration file; without it the embedded default map is used.
+    #[arg(long, env = "PULLTHROUGH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// AWS account that owns the pull-through cache rules (overrides the file).
+    #[arg(long, env = "PULLTHROUGH_ACCOUNT_ID")]
+    pub account_id: Option<String>,
+    /// AWS region of the private registry (overrides the file; falls back to AWS_REGION).
+    #[arg(long, env = "PULLTHROUGH_REGION")]
+    pub region: Option<String>,
+}
+
+impl ConfigArgs {
+    /// Flag and environment values that win over the file. `AWS_REGION` only fills a region
+    /// that neither the flag nor the file gives.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            account_id: self.account_id.clone(),
+            region: self.region.clone(),
+            fallback_region: std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()),
+        }
+    }
+
+    /// Loads the configuration, with errors that name the file and line. Returns the raw
+    /// content too, for the reloader.
+    pub fn load(&self) -> anyhow::Result<(Config, Option<Vec<u8>>)> {
+        let overrides = self.overrides();
+        match &self.config {
+            None => Ok((Config::embedded(&overrides)?, None)),
+            Some(path) => {
+                let raw = std::fs::read(path).with_context(|| {
+                    format!("cannot read configuration file {}", path.display())
+                })?;
+                let text = std::str::from_utf8(&raw)
+                    .with_context(|| format!("{} is not UTF-8", path.display()))?;
+                let config = Config::load(text, &overrides)
+                    .with_context(|| format!("invalid configuration file {}", path.display()))?;
+                Ok((config, Some(raw)))
+            }
+        }
+    }
+}
+
+/// `pullthrough webhook`.
+#[derive(Debug, Args)]
+pub struct WebhookArgs {
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// PEM certificate chain served on --listen; without it a self-signed pair is made.
+    #[arg(long, env = "PULLTHROUGH_TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert-file.
+    #[arg(long, env = "PULLTHROUGH_TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// Address of the HTTPS admission endpoint (POST /mutate).
+    #[arg(long, env = "PULLTHROUGH_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// Address of the plain-HTTP admin endpoint (/healthz, /readyz, /metrics).
+    #[arg(long, env = "PULLTHROUGH_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
+    pub admin_listen: SocketAddr,
+    /// Where the self-signed CA and certificate are written when no certificate is given.
+    #[arg(long, env = "PULLTHROUGH_SELF_SIGNED_DIR")]
+    pub self_signed_dir: Option<PathBuf>,
+    /// Extra DNS names for the self-signed certificate (localhost is always included).
+    #[arg(long, env = "PULLTHROUGH_SELF_SIGNED_SANS", value_delimiter = ',')]
+    pub self_signed_san: Vec<String>,
+    /// How often the configuration and certificate files are checked for changes.
+    #[arg(long, env = "PULLTHROUGH_RELOAD_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub reload_interval: Duration,
+    /// Deadline for one admission request; keep it below the webhook's timeoutSeconds.
+    #[arg(long, env = "PULLTHROUGH_REQUEST_TIMEOUT", default_value = "8s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// Time allowed for an HTTP/1 request head, and for an idle keep-alive connection.
+    #[arg(long, env = "PULLTHROUGH_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+    /// Largest admission request body, in bytes.
+    #[arg(long, env = "PULLTHROUGH_BODY_LIMIT", default_value_t = 8 * 1024 * 1024)]
+    pub body_limit: usize,
+    /// Most connections served at once.
+    #[arg(long, env = "PULLTHROUGH_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// After SIGTERM, how long to keep serving with readiness failing, so endpoints update.
+    #[arg(long, env = "PULLTHROUGH_SHUTDOWN_DELAY", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub shutdown_delay: Duration,
+    /// After the shutdown delay, how long in-flight requests get to finish.
+    #[arg(long, env = "PULLTHROUGH_DRAIN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+/// Output format of `preview`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum PreviewOutput {
+    /// The manifests, rewritten.
+    #[default]
+    Yaml,
+    /// One row per container: object, container, image, new image, reason.
+    Table,
+}
+
+/// `pullthrough preview`.
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    /// Manifest files (YAML or JSON, several documents allowed); `-` or none reads stdin.
+    #[arg(short = 'f', long = "filename")]
+    pub files: Vec<PathBuf>,
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = PreviewOutput::Yaml)]
+    pub output: PreviewOutput,
+}
+
+/// Runs `preview`, writing to stdout.
+pub fn run_preview(args: &PreviewArgs) -> anyhow::Result<()> {
+    let (config, _) = args.config.load()?;
+    let mut inputs = Vec::new();
+    if args.files.is_empty() || args.files.iter().any(|f| f == Path::new("-")) {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read manifests from standard input")?;
+        inputs.push(("-".to_owned(), text));
+    }
+    for file in args.files.iter().filter(|f| *f != Path::new("-")) {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        inputs.push((file.display().to_string(), text));
+    }
+    let mut documents = Vec::new();
+    let mut rows = Vec::new();
+    for (name, text) in &inputs {
+        let p = preview::preview(&config, text, name)?;
+        documents.extend(p.documents);
+        rows.extend(p.rows);
+    }
+    let out = match args.output {
+        PreviewOutput::Yaml => preview::render_yaml(&documents).context("cannot render YAML")?,
+        PreviewOutput::Table => preview::render_table(&rows),
+    };
+    std::io::stdout()
+        .write_all(out.as_bytes())
+        .context("cannot write to standard output")?;
+    Ok(())
+}
+
+/// Runs the webhook until SIGTERM, or until a critical task ends.
+pub async fn run_webhook(args: Box<WebhookArgs>) -> anyhow::Result<()> {
+    let (config, raw_config) = args.config.load()?;
+    if args.config.config.is_none() && args.config.account_id.is_none() {
+        warn!(
+            account = %config.account_id,
+            "no --config and no --account-id: using the example account; images will point at a registry that is not yours"
+        );
+    }
+    let metrics = Metrics::new().context("cannot register metrics")?;
+
+    // Certificates: validated before anything binds.
+    let paths = if let (Some(cert), Some(key)) = (&args.tls_cert_file, &args.tls_key_file) {
+        CertPaths {
+            cert: cert.clone(),
+            key: key.clone(),
+        }
+    } else {
+        {
+            let dir = args
+                .self_signed_dir
+                .clone()
+                .unwrap_or_else(|| std::env::temp_dir().join("pullthrough-tls"));
+            let pair = tls::write_self_signed(&dir, &args.self_signed_san).with_context(|| {
+                format!(
+                    "cannot write a self-signed certificate to {}",
+                    dir.display()
+                )
+            })?;
+            info!(
+                ca = %pair.ca_path.display(),
+                cert = %pair.cert.cert.display(),
+                "no --tls-cert-file: serving a self-signed certificate; trust its CA with curl --cacert {}",
+                pair.ca_path.display()
+            );
+            pair.cert
+        }
+    };
+    let (loaded, cert_content) = tls::read_cert_files(&paths).with_context(|| {
+        format!(
+            "cannot load TLS certificate {} and key {}",
+            paths.cert.display(),
+            paths.key.display()
+        )
+    })?;
+    metrics.tls.cert_not_after_seconds.set(loaded.not_after);
+    let resolver = Arc::new(CertResolver::new(loaded.key));
+    let tls_config = tls::server_config(resolver.clone())?;
+
+    let state = AppState::new(config, metrics.clone());
+    let limits = Limits {
+        body_limit: args.body_limit,
+        request_timeout: args.request_timeout,
+    };
+    let options = ServeOptions {
+        header_read_timeout: args.header_read_timeout,
+        max_connections: args.max_connections,
+        drain_timeout: args.drain_timeout,
+        ..ServeOptions::default()
+    };
+    let webhook_listener = server::bind(args.listen).await?;
+    let admin_listener = server::bind(args.admin_listen).await?;
+    info!(
+        listen = %webhook_listener.local_addr()?,
+        admin = %admin_listener.local_addr()?,
+        registry_host = %state.config.load().registry_host,
+        "webhook serving"
+    );
+
+    // Two stages of shutdown: the webhook stops first, the admin port last.
+    let (stop_webhook, webhook_stopped) = watch::channel(false);
+    let (stop_admin, admin_stopped) = watch::channel(false);
+    let mut critical = JoinSet::new();
+    critical.spawn(server::serve(
+        webhook_listener,
+        Some(TlsAcceptor::from(tls_config)),
+        server::webhook_router(state.clone(), limits),
+        options,
+        wait_for(webhook_stopped.clone()),
+    ));
+    let admin = tokio::spawn(server::serve(
+        admin_listener,
+        None,
+        server::admin_router(state.clone()),
+        options,
+        wait_for(admin_stopped),
+    ));
+    critical.spawn(
+        CertReloader::new(paths, resolver, metrics.tls.clone(), cert_content)
+            .run(args.reload_interval, wait_for(webhook_stopped.clone())),
+    );
+    if let (Some(path), Some(raw)) = (&args.config.config, raw_config) {
+        critical.spawn(
+            ConfigReloader::new(
+                path.clone(),
+                args.config.overrides(),
+                state.config.clone(),
+                metrics.config.clone(),
+                raw,
+            )
+            .run(args.reload_interval, wait_for(webhook_stopped)),
+        );
+    }
+    state.ready.store(true, Ordering::Release);
+
+    let result = tokio::select! {
+        () = server::termination_signal() => Ok(()),
+        ended = critical.join_next() => {
+            Err(anyhow::anyhow!("a critical task ended unexpectedly: {ended:?}"))
+        }
+    };
+
+    // Readiness fails first; requests keep being served while endpoints catch up.
+    state.ready.store(false, Ordering::Release);
+    if result.is_ok() && !args.shutdown_delay.is_zero() {
+        info!(delay = ?args.shutdown_delay, "readiness off; serving until endpoints update");
+        tokio::time::sleep(args.shutdown_delay).await;
+    }
+    let _ = stop_webhook.send(true);
+    while critical.join_next().await.is_some() {}
+    let _ = stop_admin.send(true);
+    if let Err(e) = admin.await {
+        warn!(error = %e, "admin server task failed");
+    }
+    info!("stopped");
+    result
+}
+
+async fn wait_for(mut rx: watch::Receiver<bool>) {
+    // A dropped sender also means stop.
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Checks that `args` can run; used before starting a runtime so usage errors exit early.
+pub fn validate(cli: &Cli) -> anyhow::Result<()> {
+    if let Command::Webhook(args) = &cli.command
+        && args.request_timeout.is_zero()
+    {
+        bail!("--request-timeout must be more than zero");
+    }
+    Ok(())
+}

@@ -1,0 +1,943 @@
+//! The configuration file: account, region, the registry-to-prefix map, digest policy,
+//! exclusions and workload handling.
+//!
+//! [`ConfigFile`] is the on-disk YAML schema (unknown keys rejected); [`Config::load`] validates
+//! it into the immutable [`Config`] the webhook shares as `Arc<Config>`. Errors name the field
+//! and, where it can be found, the line.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use thiserror::Error;
+
+use crate::reference::{DOCKER_HUB, Reference};
+
+/// Account used when neither the file nor the flags name one, so the webhook can start on a
+/// laptop with no configuration at all. It is the placeholder account of the AWS docs.
+pub const EXAMPLE_ACCOUNT_ID: &str = "123456789012";
+/// Region used when neither the file, the flags nor `AWS_REGION` name one.
+pub const DEFAULT_REGION: &str = "us-east-1";
+/// Longest ECR repository name.
+pub const ECR_REPOSITORY_MAX_LEN: usize = 256;
+
+/// The on-disk configuration, as written by users (camelCase keys, unknown keys rejected).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConfigFile {
+    /// AWS account that owns the pull-through cache rules (12 digits).
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub account_id: Option<String>,
+    /// AWS region of the private registry.
+    pub region: Option<String>,
+    /// Registry host to rewrite to, when it is not `<account>.dkr.ecr.<region>.amazonaws.com`.
+    pub registry_host: Option<String>,
+    /// Upstream registry host (as in image references) to ECR repository prefix.
+    pub registries: Option<BTreeMap<String, MappingFile>>,
+    /// What to do with digest-pinned images.
+    pub digests: Option<DigestPolicy>,
+    /// Images and Pods never rewritten.
+    pub exclude: Option<ExcludeFile>,
+    /// What to do with the pod templates of workloads (Deployments and the like).
+    pub workloads: Option<WorkloadPolicy>,
+}
+
+/// One entry of `registries`: a bare prefix, or the prefix with upstream details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappingFile {
+    /// ECR repository prefix of the pull-through cache rule (`docker-hub`, or `ROOT`).
+    pub prefix: String,
+    /// Upstream registry URL of the rule, when it differs from the known one.
+    pub upstream_url: Option<String>,
+    /// ECR `upstreamRegistry` of the rule, when the host is not a known one.
+    pub upstream_registry: Option<String>,
+    /// For ECR-to-ECR rules: the upstream repository prefix the rule covers.
+    pub upstream_repository_prefix: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct MappingFileFull {
+    prefix: String,
+    upstream_url: Option<String>,
+    upstream_registry: Option<String>,
+    upstream_repository_prefix: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for MappingFile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MappingVisitor;
+        impl<'de> Visitor<'de> for MappingVisitor {
+            type Value = MappingFile;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an ECR repository prefix, or a map with `prefix`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<MappingFile, E> {
+                Ok(MappingFile {
+                    prefix: v.to_owned(),
+                    upstream_url: None,
+                    upstream_registry: None,
+                    upstream_repository_prefix: None,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MappingFile, A::Error> {
+                let full =
+                    MappingFileFull::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(MappingFile {
+                    prefix: full.prefix,
+                    upstream_url: full.upstream_url,
+                    upstream_registry: full.upstream_registry,
+                    upstream_repository_prefix: full.upstream_repository_prefix,
+                })
+            }
+        }
+        deserializer.deserialize_any(MappingVisitor)
+    }
+}
+
+/// `exclude:` in the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExcludeFile {
+    /// Glob patterns over normalised references (`ghcr.io/cloudnative-pg/*`).
+    #[serde(default)]
+    pub images: Vec<String>,
+    /// Pod label selectors, `key` (exists) or `key=value`.
+    #[serde(default)]
+    pub pod_labels: Vec<String>,
+    /// Owner reference kinds whose Pods are left alone (`Cluster`, `postgresql`).
+    #[serde(default)]
+    pub owner_kinds: Vec<String>,
+}
+
+/// What to do with digest-pinned images.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DigestPolicy {
+    /// Leave them on their upstream: ECR cannot fill its cache from a first pull by digest.
+    #[default]
+    Skip,
+    /// Rewrite them, keeping tag and digest, for users who warm their cache.
+    Rewrite,
+}
+
+/// What to do with pod templates of workloads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum WorkloadPolicy {
+    /// Answer with warnings that say what their Pods will get; do not patch (no GitOps drift).
+    #[default]
+    Preview,
+    /// Patch the pod template too.
+    Rewrite,
+}
+
+/// Values given on the command line or in the environment; they win over the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--account-id`.
+    pub account_id: Option<String>,
+    /// `--region`.
+    pub region: Option<String>,
+    /// `AWS_REGION`: used only when neither the flag nor the file names a region.
+    pub fallback_region: Option<String>,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The YAML does not parse or does not fit the schema (unknown key, wrong type).
+    #[error("{message}")]
+    Parse {
+        /// The parser's message, with line and column.
+        message: String,
+        /// 1-based line, when known.
+        line: Option<usize>,
+    },
+    /// A value parsed but is not acceptable.
+    #[error("{field}: {message}{}", line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+    Invalid {
+        /// Dotted path of the field.
+        field: String,
+        /// What is wrong and how to fix it.
+        message: String,
+        /// 1-based line, when it could be found.
+        line: Option<usize>,
+    },
+}
+
+impl ConfigError {
+    /// A short, bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Parse { .. } => "parse",
+            Self::Invalid { .. } => "invalid",
+        }
+    }
+
+    /// The 1-based line the error points at, when known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            Self::Parse { line, .. } | Self::Invalid { line, .. } => *line,
+        }
+    }
+}
+
+/// A validated, immutable configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// AWS account that owns the rules.
+    pub account_id: String,
+    /// AWS region of the private registry.
+    pub region: String,
+    /// Registry host images are rewritten to.
+    pub registry_host: String,
+    /// Mappings, keyed by normalised upstream registry host.
+    pub registries: BTreeMap<String, Mapping>,
+    /// Digest policy.
+    pub digests: DigestPolicy,
+    /// Exclusions.
+    pub exclude: Exclusions,
+    /// Workload policy.
+    pub workloads: WorkloadPolicy,
+}
+
+/// One upstream registry and the ECR rule that caches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    /// Upstream registry host as in image references (`docker.io`).
+    pub registry: String,
+    /// ECR repository prefix without trailing `/`; `None` for `ROOT`.
+    pub prefix: Option<String>,
+    /// ECR `upstreamRegistryUrl` (`registry-1.docker.io`).
+    pub upstream_url: String,
+    /// ECR `upstreamRegistry` (`docker-hub`).
+    pub upstream_registry: String,
+    /// Whether the rule needs a Secrets Manager credential.
+    pub needs_credentials: bool,
+    /// ECR-to-ECR only: the upstream repository prefix the rule covers; `None` for all.
+    pub upstream_repository_prefix: Option<String>,
+}
+
+impl Mapping {
+    /// The prefix as ECR spells it (`docker-hub`, or `ROOT`).
+    pub fn ecr_prefix(&self) -> &str {
+        self.prefix.as_deref().unwrap_or("ROOT")
+    }
+}
+
+/// Images and Pods left alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exclusions {
+    /// Glob patterns over normalised references.
+    pub images: Vec<ImagePattern>,
+    /// Pod label selectors.
+    pub pod_labels: Vec<LabelMatch>,
+    /// Owner reference kinds.
+    pub owner_kinds: Vec<String>,
+}
+
+/// A known upstream: registry host, ECR `upstreamRegistry`, upstream URL, credentials needed.
+struct Known {
+    upstream_registry: &'static str,
+    upstream_url: Option<&'static str>,
+    needs_credentials: bool,
+}
+
+/// The default map: the prefixes AWS documents and most users create.
+pub const DEFAULT_REGISTRIES: &[(&str, &str)] = &[
+    ("docker.io", "docker-hub"),
+    ("quay.io", "quay"),
+    ("ghcr.io", "github"),
+    ("registry.k8s.io", "k8s"),
+    ("public.ecr.aws", "ecr-public"),
+    ("registry.gitlab.com", "gitlab"),
+];
+
+fn known_upstream(host: &str) -> Option<Known> {
+    let k = |upstream_registry, upstream_url, needs_credentials| Known {
+        upstream_registry,
+        upstream_url,
+        needs_credentials,
+    };
+    Some(match host {
+        DOCKER_HUB => k("docker-hub", Some("registry-1.docker.io"), true),
+        "quay.io" => k("quay", None, false),
+        "ghcr.io" => k("github-container-registry", None, true),
+        "registry.k8s.io" => k("k8s", None, false),
+        "public.ecr.aws" => k("ecr-public", None, false),
+        "registry.gitlab.com" => k("gitlab-container-registry", None, true),
+        "cgr.dev" => k("chainguard", None, true),
+        h if h.ends_with(".azurecr.io") => k("azure-container-registry", None, true),
+        h if is_private_ecr_host(h) => k("ecr", None, false),
+        _ => return None,
+    })
+}
+
+/// Whether `host` is a private ECR registry (`<account>.dkr.ecr.<region>.amazonaws.com[.cn]`).
+pub fn is_private_ecr_host(host: &str) -> bool {
+    let rest = host
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| host.strip_suffix(".amazonaws.com.cn"));
+    rest.and_then(|r| r.split_once(".dkr.ecr."))
+        .is_some_and(|(account, region)| is_account_id(account) && is_region(region))
+}
+
+fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `xx-name-N` or `xx-gov-name-N`: lowercase words and a trailing number.
+fn is_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty()
+}
+
+/// The default private registry host of an account and region.
+pub fn default_registry_host(account_id: &str, region: &str) -> String {
+    let suffix = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    format!("{account_id}.dkr.ecr.{region}.{suffix}")
+}
+
+impl Config {
+    /// Parses and validates a YAML configuration; `overrides` win over the file.
+    pub fn load(source: &str, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let file: ConfigFile = if source.trim().is_empty() {
+            ConfigFile::default()
+        } else {
+            serde_yaml_ng::from_str(source).map_err(|e| ConfigError::Parse {
+                line: e.location().map(|l| l.line()),
+                message: e.to_string(),
+            })?
+        };
+        file.validate(overrides, Some(source))
+    }
+
+    /// The embedded default: the standard map, account and region from `overrides` or the
+    /// example values.
+    pub fn embedded(overrides: &Overrides) -> Result<Self, ConfigError> {
+        ConfigFile::default().validate(overrides, None)
+    }
+
+    /// The mapping for a normalised registry host.
+    pub fn mapping(&self, registry: &str) -> Option<&Mapping> {
+        self.registries.get(registry)
+    }
+}
+
+impl ConfigFile {
+    /// Validates the file into a [`Config`]. `source`, when given, is searched to point errors
+    /// at their line.
+    pub fn validate(
+        self,
+        overrides: &Overrides,
+        source: Option<&str>,
+    ) -> Result<Config, ConfigError> {
+        let line_of = |needle: &str| source.and_then(|s| find_line(s, needle));
+        let invalid = |field: &str, message: String, needle: &str| ConfigError::Invalid {
+            field: field.to_owned(),
+            message,
+            line: line_of(needle),
+        };
+
+        let account_id = overrides
+            .account_id
+            .clone()
+            .or(self.account_id)
+            .unwrap_or_else(|| EXAMPLE_ACCOUNT_ID.to_owned());
+        if !is_account_id(&account_id) {
+            return Err(invalid(
+                "accountId",
+                format!(
+                    "{account_id:?} is not a 12-digit AWS account ID (quote it in YAML so leading zeros are kept)"
+                ),
+                "accountId",
+            ));
+        }
+        let region = overrides
+            .region
+            .clone()
+            .or(self.region)
+            .or_else(|| overrides.fallback_region.clone())
+            .unwrap_or_else(|| DEFAULT_REGION.to_owned());
+        if !is_region(&region) {
+            return Err(invalid(
+                "region",
+                format!("{region:?} is not an AWS region name such as eu-west-1"),
+                "region",
+            ));
+        }
+        let registry_host = match self.registry_host {
+            Some(host) => {
+                let host = host.trim_end_matches('/').to_owned();
+                let probe = format!("{host}/x");
+                if host.is_empty()
+                    || host.contains('/')
+                    || !Reference::parse(&probe).is_ok_and(|r| r.registry() == host)
+                {
+                    return Err(invalid(
+                        "registryHost",
+                        format!("{host:?} is not a registry host name (no scheme, no path)"),
+                        "registryHost",
+                    ));
+                }
+                host
+            }
+            None => default_registry_host(&account_id, &region),
+        };
+
+        let entries: Vec<(String, MappingFile)> = match self.registries {
+            Some(map) => map.into_iter().collect(),
+            None => DEFAULT_REGISTRIES
+                .iter()
+                .map(|(host, prefix)| ((*host).to_owned(), MappingFile::prefix(prefix)))
+                .collect(),
+        };
+        let mut registries = BTreeMap::new();
+        let mut prefixes: BTreeMap<String, String> = BTreeMap::new();
+        for (host, entry) in entries {
+            let field = format!("registries.{host}");
+            let mapping = validate_mapping(&host, entry, &registry_host)
+                .map_err(|message| invalid(&field, message, &host))?;
+            let key = mapping.ecr_prefix().to_owned();
+            if let Some(other) = prefixes.insert(key.clone(), mapping.registry.clone()) {
+                return Err(invalid(
+                    &field,
+                    format!(
+                        "prefix {key:?} is already used by {other}; each rule needs its own prefix"
+                    ),
+                    &host,
+                ));
+            }
+            if let Some(previous) = registries.insert(mapping.registry.clone(), mapping) {
+                return Err(invalid(
+                    &field,
+                    format!(
+                        "{host} is the same registry as an earlier entry ({})",
+                        previous.registry
+                    ),
+                    &host,
+                ));
+            }
+        }
+
+        let exclude = self.exclude.unwrap_or_default();
+        let images = exclude
+            .images
+            .iter()
+            .map(|p| ImagePattern::new(p).map_err(|m| invalid("exclude.images", m, p)))
+            .collect::<Result<_, _>>()?;
+        let pod_labels = exclude
+            .pod_labels
+            .iter()
+            .map(|s| LabelMatch::parse(s).map_err(|m| invalid("exclude.podLabels", m, s)))
+            .collect::<Result<_, _>>()?;
+        for kind in &exclude.owner_kinds {
+            if kind.is_empty() || !kind.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(invalid(
+                    "exclude.ownerKinds",
+                    format!("{kind:?} is not a Kubernetes kind such as Cluster"),
+                    kind,
+                ));
+            }
+        }
+
+        Ok(Config {
+            account_id,
+            region,
+            registry_host,
+            registries,
+            digests: self.digests.unwrap_or_default(),
+            exclude: Exclusions {
+                images,
+                pod_labels,
+                owner_kinds: exclude.owner_kinds,
+            },
+            workloads: self.workloads.unwrap_or_default(),
+        })
+    }
+}
+
+impl MappingFile {
+    fn prefix(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            upstream_url: None,
+            upstream_registry: None,
+            upstream_repository_prefix: None,
+        }
+    }
+}
+
+fn validate_mapping(host: &str, entry: MappingFile, target: &str) -> Result<Mapping, String> {
+    // Keys are hosts as image references spell them; `index.docker.io` is Docker Hub.
+    let registry = if host == "index.docker.io" {
+        DOCKER_HUB
+    } else {
+        host
+    };
+    let is_host =
+        Reference::parse(&format!("{registry}/x")).is_ok_and(|r| r.registry() == registry);
+    if !is_host || registry.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(format!(
+            "{host:?} is not a registry host as written in image references (lowercase, with a dot, a port or localhost)"
+        ));
+    }
+    let registry = registry.to_owned();
+    if registry == target {
+        return Err(format!(
+            "{host} is the registry images are rewritten to; it cannot also be an upstream"
+        ));
+    }
+    let prefix = validate_prefix(&entry.prefix)?;
+    let known = known_upstream(&registry);
+    let upstream_registry = match (entry.upstream_registry, &known) {
+        (Some(u), _) => u,
+        (None, Some(k)) => k.upstream_registry.to_owned(),
+        (None, None) => {
+            return Err(format!(
+                "{registry} is not a registry ECR pull-through cache knows; set upstreamRegistry"
+            ));
+        }
+    };
+    let upstream_url = entry
+        .upstream_url
+        .or_else(|| {
+            known
+                .as_ref()
+                .and_then(|k| k.upstream_url.map(str::to_owned))
+        })
+        .unwrap_or_else(|| registry.clone());
+    let upstream_repository_prefix = match entry.upstream_repository_prefix {
+        None => None,
+        Some(p) if p == "ROOT" => None,
+        Some(p) => {
+            let trimmed = p.trim_end_matches('/');
+            if trimmed.is_empty() || !trimmed.split('/').all(is_prefix_segment) {
+                return Err(format!(
+                    "upstreamRepositoryPrefix {p:?} is not a repository path"
+                ));
+            }
+            Some(trimmed.to_owned())
+        }
+    };
+    Ok(Mapping {
+        registry,
+        prefix,
+        upstream_url,
+        needs_credentials: known.is_some_and(|k| k.needs_credentials),
+        upstream_registry,
+        upstream_repository_prefix,
+    })
+}
+
+/// ECR's rule for `ecrRepositoryPrefix`: 2 to 30 characters of lowercase path segments with an
+/// optional trailing `/`, or `ROOT`.
+fn validate_prefix(prefix: &str) -> Result<Option<String>, String> {
+    if prefix == "ROOT" {
+        return Ok(None);
+    }
+    if !(2..=30).contains(&prefix.len()) {
+        return Err(format!(
+            "prefix {prefix:?} must be 2 to 30 characters long (or ROOT)"
+        ));
+    }
+    let trimmed = prefix.strip_suffix('/').unwrap_or(prefix);
+    if !trimmed.split('/').all(is_prefix_segment) {
+        return Err(format!(
+            "prefix {prefix:?} must be lowercase path segments of letters, digits and . _ - (or ROOT)"
+        ));
+    }
+    Ok(Some(trimmed.to_owned()))
+}
+
+/// `[a-z0-9]+([._-][a-z0-9]+)*`
+fn is_prefix_segment(s: &str) -> bool {
+    !s.is_empty()
+        && s.split(['.', '_', '-']).all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+}
+
+fn find_line(source: &str, needle: &str) -> Option<usize> {
+    source
+        .lines()
+        .position(|l| {
+            let l = l.trim_start().trim_start_matches("- ");
+            let l = l.trim_start_matches(['"', '\'']);
+            l.starts_with(needle)
+        })
+        .map(|i| i + 1)
+}
+
+fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct V;
+    impl Visitor<'_> for V {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a 12-digit account ID")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_owned()))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// A glob over normalised references: `*` matches any run of characters (`/` included), `?`
+/// one character. A pattern matches a reference when it matches its name
+/// (`docker.io/library/nginx`) or its full form (`docker.io/library/nginx:1.27`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImagePattern(String);
+
+impl ImagePattern {
+    /// Checks and keeps a pattern.
+    pub fn new(pattern: &str) -> Result<Self, String> {
+        if pattern.is_empty() || pattern.chars().any(char::is_whitespace) {
+            return Err(format!("{pattern:?} is not an image pattern"));
+        }
+        Ok(Self(pattern.to_owned()))
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the pattern matches this reference.
+    pub fn matches(&self, reference: &Reference) -> bool {
+        let name = format!("{}/{}", reference.registry(), reference.repository());
+        if glob(self.0.as_bytes(), name.as_bytes()) {
+            return true;
+        }
+        let full = format!("{name}{}", reference.suffix());
+        glob(self.0.as_bytes(), full.as_bytes())
+    }
+}
+
+/// Iterative glob matching with single-star backtracking: linear in practice, never exponential.
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// A Pod label selector: `key` (the label exists) or `key=value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelMatch {
+    /// Label key.
+    pub key: String,
+    /// Required value; `None` means any value.
+    pub value: Option<String>,
+}
+
+impl LabelMatch {
+    /// Parses `key` or `key=value`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (key, value) = match s.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(v.trim().to_owned())),
+            None => (s.trim(), None),
+        };
+        let key_ok = !key.is_empty()
+            && key.len() <= 317
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'));
+        if !key_ok {
+            return Err(format!("{s:?} is not a label selector (key or key=value)"));
+        }
+        Ok(Self {
+            key: key.to_owned(),
+            value,
+        })
+    }
+
+    /// Whether a label set matches.
+    pub fn matches<'a>(&self, mut labels: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
+        labels.any(|(k, v)| k == self.key && self.value.as_deref().is_none_or(|want| want == v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn load(yaml: &str) -> Result<Config, ConfigError> {
+        Config::load(yaml, &Overrides::default())
+    }
+
+    #[test]
+    fn embedded_default_has_the_documented_map() {
+        let c = Config::embedded(&Overrides::default()).unwrap();
+        assert_eq!(
+            c.registry_host,
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+        );
+        let pairs: Vec<(&str, &str)> = c
+            .registries
+            .values()
+            .map(|m| (m.registry.as_str(), m.ecr_prefix()))
+            .collect();
+        for (host, prefix) in DEFAULT_REGISTRIES {
+            assert!(pairs.contains(&(host, prefix)), "{host} missing");
+        }
+        let hub = c.mapping("docker.io").unwrap();
+        assert_eq!(hub.upstream_url, "registry-1.docker.io");
+        assert_eq!(hub.upstream_registry, "docker-hub");
+        assert!(hub.needs_credentials);
+        assert!(!c.mapping("quay.io").unwrap().needs_credentials);
+    }
+
+    #[test]
+    fn loads_the_documented_example() {
+        let c = load(
+            "accountId: \"123456789012\"\nregion: eu-west-1\nregistries:\n  docker.io: docker-hub\n  quay.io: quay\ndigests: skip\n",
+        )
+        .unwrap();
+        assert_eq!(c.registries.len(), 2);
+        assert_eq!(c.digests, DigestPolicy::Skip);
+        assert_eq!(
+            c.registry_host,
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+        );
+    }
+
+    #[test]
+    fn china_regions_use_the_cn_domain() {
+        let c = load("region: cn-north-1\n").unwrap();
+        assert_eq!(
+            c.registry_host,
+            "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn"
+        );
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let c = Config::load(
+            "accountId: \"111111111111\"\nregion: eu-west-1\n",
+            &Overrides {
+                account_id: Some("222222222222".into()),
+                region: Some("us-west-2".into()),
+                fallback_region: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            c.registry_host,
+            "222222222222.dkr.ecr.us-west-2.amazonaws.com"
+        );
+    }
+
+    #[test]
+    fn aws_region_only_fills_a_missing_region() {
+        let env = Overrides {
+            fallback_region: Some("ap-south-1".into()),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            Config::load("region: eu-west-1\n", &env).unwrap().region,
+            "eu-west-1"
+        );
+        assert_eq!(Config::load("", &env).unwrap().region, "ap-south-1");
+    }
+
+    #[test]
+    fn explicit_registry_host_wins() {
+        let c = load("registryHost: 123456789012.dkr-ecr.eu-west-1.on.aws\n").unwrap();
+        assert_eq!(c.registry_host, "123456789012.dkr-ecr.eu-west-1.on.aws");
+        assert!(load("registryHost: https://x.example/path\n").is_err());
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_line_and_the_expected_keys() {
+        let err = load("accountId: \"123456789012\"\nregsitries:\n  docker.io: hub\n").unwrap_err();
+        assert_eq!(err.line(), Some(2));
+        let msg = err.to_string();
+        assert!(msg.contains("regsitries"), "{msg}");
+        assert!(msg.contains("registries"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_key_inside_a_mapping_is_rejected() {
+        let err =
+            load("registries:\n  docker.io:\n    prefix: docker-hub\n    prefx: x\n").unwrap_err();
+        assert_eq!(err.line(), Some(4), "{err}");
+    }
+
+    #[test]
+    fn invalid_prefix_names_the_field_and_line() {
+        let err = load("region: eu-west-1\nregistries:\n  quay.io: Quay_Cache\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("registries.quay.io"), "{msg}");
+        assert_eq!(err.line(), Some(3), "{msg}");
+    }
+
+    #[rstest]
+    #[case::too_short("q")]
+    #[case::too_long("abcdefghijklmnopqrstuvwxyz01234")]
+    #[case::uppercase("Quay")]
+    #[case::empty_segment("a//b")]
+    #[case::leading_separator("-quay")]
+    fn rejects_bad_prefixes(#[case] prefix: &str) {
+        assert!(validate_prefix(prefix).is_err(), "{prefix}");
+    }
+
+    #[rstest]
+    #[case::plain("quay", Some("quay"))]
+    #[case::trailing_slash("cache/quay/", Some("cache/quay"))]
+    #[case::root("ROOT", None)]
+    fn accepts_good_prefixes(#[case] prefix: &str, #[case] want: Option<&str>) {
+        assert_eq!(validate_prefix(prefix).unwrap().as_deref(), want);
+    }
+
+    #[test]
+    fn numeric_account_id_loses_leading_zero_and_is_rejected() {
+        let err = load("accountId: 12345678901\n").unwrap_err();
+        assert!(err.to_string().contains("quote"), "{err}");
+        assert!(load("accountId: 123456789012\n").is_ok());
+    }
+
+    #[test]
+    fn duplicate_prefix_is_rejected() {
+        let err = load("registries:\n  quay.io: cache\n  ghcr.io: cache\n").unwrap_err();
+        assert!(err.to_string().contains("already used"), "{err}");
+    }
+
+    #[test]
+    fn legacy_hub_key_is_folded_and_duplicate_detected() {
+        let err = load("registries:\n  docker.io: hub\n  index.docker.io: hub2\n").unwrap_err();
+        assert!(err.to_string().contains("same registry"), "{err}");
+    }
+
+    #[test]
+    fn unknown_registry_needs_upstream_registry() {
+        let err = load("registries:\n  registry.example.com: example\n").unwrap_err();
+        assert!(err.to_string().contains("upstreamRegistry"), "{err}");
+        let c = load(
+            "registries:\n  myacr.azurecr.io: azure\n  cgr.dev: chainguard\n  registry.example.com:\n    prefix: example\n    upstreamRegistry: custom\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.mapping("myacr.azurecr.io").unwrap().upstream_registry,
+            "azure-container-registry"
+        );
+        assert_eq!(
+            c.mapping("registry.example.com").unwrap().upstream_registry,
+            "custom"
+        );
+    }
+
+    #[test]
+    fn ecr_to_ecr_mapping_keeps_upstream_repository_prefix() {
+        let c = load(
+            "registries:\n  111122223333.dkr.ecr.us-east-1.amazonaws.com:\n    prefix: ecr-east\n    upstreamRepositoryPrefix: team/\n",
+        )
+        .unwrap();
+        let m = c
+            .mapping("111122223333.dkr.ecr.us-east-1.amazonaws.com")
+            .unwrap();
+        assert_eq!(m.upstream_registry, "ecr");
+        assert_eq!(m.upstream_repository_prefix.as_deref(), Some("team"));
+    }
+
+    #[test]
+    fn mapping_the_target_registry_is_rejected() {
+        let err = load("registries:\n  123456789012.dkr.ecr.us-east-1.amazonaws.com: self\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("rewritten to"), "{err}");
+    }
+
+    #[test]
+    fn bad_region_and_policy_values_are_rejected() {
+        assert!(load("region: Europe\n").is_err());
+        let err = load("digests: sometimes\n").unwrap_err();
+        assert_eq!(err.line(), Some(1));
+        assert!(err.to_string().contains("skip"), "{err}");
+    }
+
+    #[test]
+    fn exclusions_are_parsed() {
+        let c = load(
+            "exclude:\n  images: [\"ghcr.io/cloudnative-pg/*\"]\n  podLabels: [\"cnpg.io/cluster\", \"app=db\"]\n  ownerKinds: [Cluster]\n",
+        )
+        .unwrap();
+        assert_eq!(c.exclude.images.len(), 1);
+        assert_eq!(c.exclude.pod_labels[1].value.as_deref(), Some("db"));
+        assert!(load("exclude:\n  podLabels: [\"bad key\"]\n").is_err());
+        assert!(load("exclude:\n  ownerKinds: [\"apps/v1\"]\n").is_err());
+    }
+
+    #[rstest]
+    #[case::star_matches_all(
+        "ghcr.io/cloudnative-pg/*",
+        "ghcr.io/cloudnative-pg/postgresql:16",
+        true
+    )]
+    #[case::name_only("docker.io/library/nginx", "nginx:1.27", true)]
+    #[case::tag_pattern("docker.io/library/nginx:1.*", "nginx:1.27", true)]
+    #[case::other_repo("ghcr.io/cloudnative-pg/*", "ghcr.io/other/x", false)]
+    #[case::question("quay.io/?/x", "quay.io/a/x", true)]
+    #[case::star_middle("*/bitnami/*", "bitnami/redis:7", true)]
+    fn image_patterns(#[case] pattern: &str, #[case] image: &str, #[case] want: bool) {
+        let p = ImagePattern::new(pattern).unwrap();
+        assert_eq!(p.matches(&Reference::parse(image).unwrap()), want);
+    }
+
+    #[test]
+    fn glob_is_not_exponential() {
+        let text = "a".repeat(200);
+        assert!(!glob(b"*a*a*a*a*a*a*a*a*b", text.as_bytes()));
+    }
+
+    #[test]
+    fn label_match() {
+        let exists = LabelMatch::parse("cnpg.io/cluster").unwrap();
+        let eq = LabelMatch::parse("app=db").unwrap();
+        let labels = [("cnpg.io/cluster", "pg"), ("app", "web")];
+        assert!(exists.matches(labels.iter().copied()));
+        assert!(!eq.matches(labels.iter().copied()));
+    }
+}

@@ -1,0 +1,19 @@
+//! pullthrough: a Kubernetes mutating admission webhook that routes container images through
+//! AWS ECR pull-through cache rules.
+//!
+//! The admission path is a pure pipeline: [`reference`] parses image references,
+//! [`rewrite`] decides per image, [`admission`] turns an AdmissionReview into a response with a
+//! JSON Patch. [`server`] and [`tls`] carry it over HTTPS; [`config`] loads and reloads the map.
+#![forbid(unsafe_code)]
+
+pub mod admission;
+pub mod cli;
+pub mod config;
+pub mod metrics;
+pub mod preview;
+pub mod reference;
+pub mod reload;
+pub mod rewrite;
+pub mod server;
+pub mod telemetry;
+pub mod tls;

@@ -1,0 +1,378 @@
+//! The decision for one image: rewritten to what, or left alone and why.
+
+use std::fmt;
+
+use crate::config::{Config, DigestPolicy, ECR_REPOSITORY_MAX_LEN, Mapping};
+use crate::reference::{Reference, ReferenceError};
+
+/// What happens to one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Rewrite the image to this reference.
+    Rewrite(String),
+    /// Leave the image as it is.
+    Skip(SkipReason),
+}
+
+/// Why an image is left alone. These feed metrics, logs, warnings and Events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The image already points at the registry images are rewritten to.
+    AlreadyRewritten,
+    /// No pull-through cache rule is configured for the image's registry.
+    NotMapped,
+    /// An `exclude.images` pattern matches the image.
+    Excluded {
+        /// The pattern that matched.
+        pattern: String,
+    },
+    /// The image is pinned by digest and `digests: skip` is in force.
+    DigestPinned,
+    /// The image is not a valid reference.
+    InvalidReference(ReferenceError),
+    /// The rewritten ECR repository name would exceed 256 characters.
+    RepositoryTooLong {
+        /// Length the repository name would have.
+        len: usize,
+    },
+    /// ECR-to-ECR rule: the repository is outside the rule's upstream repository prefix.
+    OutsideUpstreamPrefix,
+    /// A Pod update that leaves this image as it was: rewriting it would restart the container.
+    UnchangedOnUpdate,
+}
+
+impl SkipReason {
+    /// A short, bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::AlreadyRewritten => "already_rewritten",
+            Self::NotMapped => "not_mapped",
+            Self::Excluded { .. } => "excluded",
+            Self::DigestPinned => "digest_pinned",
+            Self::InvalidReference(_) => "invalid_reference",
+            Self::RepositoryTooLong { .. } => "repository_too_long",
+            Self::OutsideUpstreamPrefix => "outside_upstream_prefix",
+            Self::UnchangedOnUpdate => "unchanged_on_update",
+        }
+    }
+
+    /// Whether a user should be told about this skip in admission warnings. Images that are
+    /// already rewritten, or untouched by an update, are not news.
+    pub fn is_notable(&self) -> bool {
+        !matches!(self, Self::AlreadyRewritten | Self::UnchangedOnUpdate)
+    }
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AlreadyRewritten => f.write_str("already uses the pull-through cache registry"),
+            Self::NotMapped => f.write_str("no pull-through cache rule is configured for its registry"),
+            Self::Excluded { pattern } => write!(f, "excluded by pattern {pattern:?}"),
+            Self::DigestPinned => f.write_str(
+                "pinned by digest: ECR pull-through cache cannot fill its cache from a first pull by digest (set digests: rewrite to change this)",
+            ),
+            Self::InvalidReference(e) => write!(f, "not a valid image reference: {e}"),
+            Self::RepositoryTooLong { len } => write!(
+                f,
+                "the ECR repository name would be {len} characters, over ECR's {ECR_REPOSITORY_MAX_LEN}"
+            ),
+            Self::OutsideUpstreamPrefix => {
+                f.write_str("outside the upstream repository prefix of its cache rule")
+            }
+            Self::UnchangedOnUpdate => f.write_str("unchanged by this update"),
+        }
+    }
+}
+
+/// A decision and the mapping it was made under, if the image's registry is mapped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict<'c> {
+    /// The decision.
+    pub decision: Decision,
+    /// The mapping of the image's registry.
+    pub mapping: Option<&'c Mapping>,
+}
+
+impl Verdict<'_> {
+    /// The registry label for metrics: a configured upstream host, or `other`.
+    pub fn registry_label(&self) -> &str {
+        self.mapping.map_or("other", |m| m.registry.as_str())
+    }
+
+    /// The decision label for metrics.
+    pub fn decision_label(&self) -> &'static str {
+        match &self.decision {
+            Decision::Rewrite(_) => "rewritten",
+            Decision::Skip(reason) => reason.kind(),
+        }
+    }
+}
+
+/// Decides what to do with one image under `config`.
+pub fn decide<'c>(config: &'c Config, image: &str) -> Verdict<'c> {
+    let skip = |reason, mapping| Verdict {
+        decision: Decision::Skip(reason),
+        mapping,
+    };
+    let reference = match Reference::parse(image) {
+        Ok(r) => r,
+        Err(e) => return skip(SkipReason::InvalidReference(e), None),
+    };
+    if reference.registry() == config.registry_host {
+        return skip(SkipReason::AlreadyRewritten, None);
+    }
+    let mapping = config.mapping(reference.registry());
+    if let Some(pattern) = config.exclude.images.iter().find(|p| p.matches(&reference)) {
+        return skip(
+            SkipReason::Excluded {
+                pattern: pattern.as_str().to_owned(),
+            },
+            mapping,
+        );
+    }
+    let Some(mapping) = mapping else {
+        return skip(SkipReason::NotMapped, None);
+    };
+    if reference.digest().is_some() && config.digests == DigestPolicy::Skip {
+        return skip(SkipReason::DigestPinned, Some(mapping));
+    }
+
+    let path = match &mapping.upstream_repository_prefix {
+        None => reference.repository(),
+        Some(upstream) => match reference
+            .repository()
+            .strip_prefix(upstream.as_str())
+            .and_then(|rest| rest.strip_prefix('/'))
+        {
+            Some(rest) => rest,
+            None => return skip(SkipReason::OutsideUpstreamPrefix, Some(mapping)),
+        },
+    };
+    let repository_len = mapping.prefix.as_ref().map_or(0, |p| p.len() + 1) + path.len();
+    if repository_len > ECR_REPOSITORY_MAX_LEN {
+        return skip(
+            SkipReason::RepositoryTooLong {
+                len: repository_len,
+            },
+            Some(mapping),
+        );
+    }
+
+    let mut out = String::with_capacity(config.registry_host.len() + repository_len + 80);
+    out.push_str(&config.registry_host);
+    out.push('/');
+    if let Some(prefix) = &mapping.prefix {
+        out.push_str(prefix);
+        out.push('/');
+    }
+    out.push_str(path);
+    // Tag and digest are carried over byte for byte; a reference without either stays so.
+    if let Some(tag) = reference.tag() {
+        out.push(':');
+        out.push_str(tag);
+    }
+    if let Some(digest) = reference.digest() {
+        out.push('@');
+        out.push_str(digest);
+    }
+    Verdict {
+        decision: Decision::Rewrite(out),
+        mapping: Some(mapping),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Overrides;
+    use proptest::prelude::*;
+    use rstest::rstest;
+
+    const HOST: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+    const SHA: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn config(extra: &str) -> Config {
+        Config::load(
+            &format!("accountId: \"123456789012\"\nregion: eu-west-1\n{extra}"),
+            &Overrides::default(),
+        )
+        .unwrap()
+    }
+
+    fn decision(config: &Config, image: &str) -> Decision {
+        decide(config, image).decision
+    }
+
+    #[rstest]
+    #[case::official_docker_hub_image_gains_library("nginx:1.27", "docker-hub/library/nginx:1.27")]
+    #[case::docker_hub_user_repo_has_no_library("bitnami/redis:7", "docker-hub/bitnami/redis:7")]
+    #[case::legacy_hub_host(
+        "index.docker.io/library/busybox:1.36",
+        "docker-hub/library/busybox:1.36"
+    )]
+    #[case::no_tag_stays_without_tag("quay.io/coreos/etcd", "quay/coreos/etcd")]
+    #[case::ghcr(
+        "ghcr.io/fluxcd/source-controller:v1.4.1",
+        "github/fluxcd/source-controller:v1.4.1"
+    )]
+    #[case::k8s("registry.k8s.io/pause:3.10", "k8s/pause:3.10")]
+    #[case::ecr_public(
+        "public.ecr.aws/eks/aws-load-balancer-controller:v2.8.0",
+        "ecr-public/eks/aws-load-balancer-controller:v2.8.0"
+    )]
+    #[case::gitlab(
+        "registry.gitlab.com/group/project/image:1",
+        "gitlab/group/project/image:1"
+    )]
+    fn rewrites_mapped_registries(#[case] image: &str, #[case] want: &str) {
+        let c = config("");
+        assert_eq!(
+            decision(&c, image),
+            Decision::Rewrite(format!("{HOST}/{want}"))
+        );
+    }
+
+    #[rstest]
+    #[case::already_on_ecr(&format!("{HOST}/docker-hub/library/nginx:1.27"), SkipReason::AlreadyRewritten)]
+    #[case::unknown_registry("registry.example/app:1", SkipReason::NotMapped)]
+    #[case::lookalike_host("docker.io.evil.example/x:1", SkipReason::NotMapped)]
+    #[case::localhost("localhost:5000/app", SkipReason::NotMapped)]
+    #[case::digest_pinned(&format!("nginx@{SHA}"), SkipReason::DigestPinned)]
+    #[case::tag_and_digest(&format!("nginx:1.27@{SHA}"), SkipReason::DigestPinned)]
+    #[case::invalid(
+        "Nginx:1",
+        SkipReason::InvalidReference(ReferenceError::UppercaseRepository)
+    )]
+    fn leaves_images_alone_with_a_reason(#[case] image: &str, #[case] reason: SkipReason) {
+        assert_eq!(decision(&config(""), image), Decision::Skip(reason));
+    }
+
+    #[test]
+    fn digests_rewrite_keeps_tag_and_digest_exactly() {
+        let c = config("digests: rewrite\n");
+        assert_eq!(
+            decision(&c, &format!("nginx:1.27@{SHA}")),
+            Decision::Rewrite(format!("{HOST}/docker-hub/library/nginx:1.27@{SHA}"))
+        );
+        assert_eq!(
+            decision(&c, &format!("quay.io/a/b@{SHA}")),
+            Decision::Rewrite(format!("{HOST}/quay/a/b@{SHA}"))
+        );
+    }
+
+    #[test]
+    fn exclusion_pattern_wins_over_mapping() {
+        let c = config("exclude:\n  images: [\"ghcr.io/cloudnative-pg/*\"]\n");
+        let v = decide(&c, "ghcr.io/cloudnative-pg/postgresql:16");
+        assert_eq!(
+            v.decision,
+            Decision::Skip(SkipReason::Excluded {
+                pattern: "ghcr.io/cloudnative-pg/*".into()
+            })
+        );
+        assert_eq!(v.registry_label(), "ghcr.io");
+    }
+
+    #[test]
+    fn root_prefix_and_ecr_upstream_prefix() {
+        let c = config(
+            "registries:\n  111122223333.dkr.ecr.us-east-1.amazonaws.com:\n    prefix: ROOT\n    upstreamRepositoryPrefix: team\n",
+        );
+        assert_eq!(
+            decision(
+                &c,
+                "111122223333.dkr.ecr.us-east-1.amazonaws.com/team/app:1"
+            ),
+            Decision::Rewrite(format!("{HOST}/app:1"))
+        );
+        assert_eq!(
+            decision(
+                &c,
+                "111122223333.dkr.ecr.us-east-1.amazonaws.com/other/app:1"
+            ),
+            Decision::Skip(SkipReason::OutsideUpstreamPrefix)
+        );
+    }
+
+    #[test]
+    fn repository_longer_than_ecr_allows_is_left_alone() {
+        // The name is within the reference grammar's 255 characters, but with a 30-character
+        // prefix the ECR repository name would exceed 256.
+        let c = config("registries:\n  ghcr.io: abcdefghijklmnopqrstuvwxyz0123\n");
+        let path = format!("{}/{}", "a".repeat(120), "b".repeat(126));
+        let image = format!("ghcr.io/{path}");
+        assert_eq!(image.len(), 255);
+        assert_eq!(
+            decision(&c, &image),
+            Decision::Skip(SkipReason::RepositoryTooLong { len: 31 + 247 })
+        );
+        // With the short default prefix it fits.
+        assert!(matches!(
+            decision(&config(""), &image),
+            Decision::Rewrite(_)
+        ));
+    }
+
+    #[test]
+    fn labels_are_bounded() {
+        let c = config("");
+        assert_eq!(decide(&c, "registry.example/app").registry_label(), "other");
+        assert_eq!(decide(&c, "nginx").registry_label(), "docker.io");
+        assert_eq!(decide(&c, "nginx").decision_label(), "rewritten");
+        assert_eq!(
+            decide(&c, "registry.example/app").decision_label(),
+            "not_mapped"
+        );
+    }
+
+    fn image_strategy() -> impl Strategy<Value = String> {
+        let host = prop_oneof![
+            Just(""),
+            Just("docker.io/"),
+            Just("quay.io/"),
+            Just("ghcr.io/"),
+            Just("registry.k8s.io/"),
+            Just("public.ecr.aws/"),
+            Just("registry.example:5000/"),
+            Just("123456789012.dkr.ecr.eu-west-1.amazonaws.com/"),
+        ];
+        let path = prop::collection::vec("[a-z0-9]{1,8}([._-][a-z0-9]{1,3})?", 1..4)
+            .prop_map(|c| c.join("/"));
+        let tag = prop::option::of("[A-Za-z0-9_][A-Za-z0-9_.-]{0,12}");
+        let digest = prop::option::of("[a-f0-9]{64}");
+        (host, path, tag, digest).prop_map(|(h, p, t, d)| {
+            let mut s = format!("{h}{p}");
+            if let Some(t) = t {
+                s = format!("{s}:{t}");
+            }
+            if let Some(d) = d {
+                s = format!("{s}@sha256:{d}");
+            }
+            s
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn rewriting_is_idempotent(image in image_strategy(), rewrite_digests in any::<bool>()) {
+            let c = config(if rewrite_digests { "digests: rewrite\n" } else { "" });
+            if let Decision::Rewrite(once) = decision(&c, &image) {
+                prop_assert_eq!(decision(&c, &once), Decision::Skip(SkipReason::AlreadyRewritten));
+                // The result is itself a valid reference with the same tag and digest.
+                let original = Reference::parse(&image).unwrap();
+                let rewritten = Reference::parse(&once).unwrap();
+                prop_assert_eq!(rewritten.registry(), HOST);
+                prop_assert_eq!(rewritten.tag(), original.tag());
+                prop_assert_eq!(rewritten.digest(), original.digest());
+                prop_assert!(rewritten.repository().len() <= ECR_REPOSITORY_MAX_LEN);
+                prop_assert!(rewritten.repository().ends_with(original.repository()));
+            }
+        }
+
+        #[test]
+        fn decide_never_panics(image in "\\PC{0,100}") {
+            let _ = decide(&config(""), &image);
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! The HTTP side: the admission router (served over TLS), the admin router (plain HTTP), and the
+//! connection loop that serves them with keep-alive, HTTP/1.1 and HTTP/2, timeouts and
+//! graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::admission::{self, Reviewed};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::rewrite::Decision;
+
+/// Path of the mutating webhook.
+pub const MUTATE_PATH: &str = "/mutate";
+
+/// State shared by the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The configuration in force; swapped whole on reload.
+    pub config: Arc<ArcSwap<Config>>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Readiness: true once serving, false again when shutting down.
+    pub ready: Arc<AtomicBool>,
+}
+
+impl AppState {
+    /// State for a configuration, not yet ready.
+    pub fn new(config: Config, metrics: Metrics) -> Self {
+        Self {
+            config: Arc::new(ArcSwap::from_pointee(config)),
+            metrics,
+            ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// Limits of the admission router.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request body accepted; larger ones get 413.
+    pub body_limit: usize,
+    /// Deadline for reading and answering one request (below the webhook's `timeoutSeconds`).
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            // An UPDATE carries object and oldObject, each up to the 1.5 MiB etcd allows.
+            body_limit: 8 * 1024 * 1024,
+            request_timeout: Duration::from_secs(8),
+        }
+    }
+}
+
+/// The admission router: `POST /mutate`.
+pub fn webhook_router(state: AppState, limits: Limits) -> Router {
+    let timeout = limits.request_timeout;
+    Router::new()
+        .route(MUTATE_PATH, post(mutate))
+        .layer(DefaultBodyLimit::max(limits.body_limit))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            deadline(timeout, req, next)
+        }))
+        .with_state(state)
+}
+
+/// The admin router: `GET /healthz`, `GET /readyz`, `GET /metrics`.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn deadline(timeout: Duration, req: Request, next: Next) -> Response {
+    if let Ok(response) = tokio::time::timeout(timeout, next.run(req)).await {
+        response
+    } else {
+        warn!(timeout = ?timeout, "request not answered in time");
+        (
+            StatusCode::REQUEST_TIMEOUT,
+            "request not completed in time\n",
+        )
+            .into_response()
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        "ok".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
+    let started = Instant::now();
+    let config = state.config.load();
+    let response = match admission::review(&config, &body) {
+        Ok(reviewed) => {
+            record(&state.metrics, &reviewed);
+            let bytes = reviewed.response.into_review().to_vec();
+            ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+        }
+        Err(unreadable) => {
+            state
+                .metrics
+                .admission
+                .requests
+                .with_label_values(&[admission::Outcome::Invalid.as_str()])
+                .inc();
+            warn!(error = %unreadable, "unreadable admission request");
+            (StatusCode::BAD_REQUEST, format!("{unreadable}\n")).into_response()
+        }
+    };
+    state
+        .metrics
+        .admission
+        .duration
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Counts and logs one reviewed request: one line per image decision, never the object.
+fn record(metrics: &Metrics, reviewed: &Reviewed<'_>) {
+    metrics
+        .admission
+        .requests
+        .with_label_values(&[reviewed.outcome.as_str()])
+        .inc();
+    let uid = &reviewed.response.uid;
+    let (ns, name, dry_run) = (&reviewed.namespace, &reviewed.name, reviewed.dry_run);
+    if let Some(skip) = &reviewed.plan.skipped {
+        debug!(uid, ns, name, reason = skip.kind(), "pod left alone");
+    }
+    if reviewed.outcome == admission::Outcome::Invalid {
+        warn!(uid, "invalid admission request");
+    }
+    for image in &reviewed.plan.images {
+        let decision = match &image.decision {
+            Decision::Rewrite(_) => "rewritten",
+            Decision::Skip(reason) => reason.kind(),
+        };
+        metrics
+            .admission
+            .images
+            .with_label_values(&[image.registry, decision])
+            .inc();
+        match &image.decision {
+            Decision::Rewrite(to) => info!(
+                uid, ns, name, dry_run, container = %image.container, from = %image.image, to = %to,
+                "image rewritten"
+            ),
+            Decision::Skip(reason) => debug!(
+                uid, ns, name, dry_run, container = %image.container, image = %image.image,
+                reason = reason.kind(), "image left unchanged"
+            ),
+        }
+    }
+}
+
+/// Connection handling options.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// Time allowed for a TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Time allowed for an HTTP/1 request head; also how long an idle keep-alive connection
+    /// is kept.
+    pub header_read_timeout: Duration,
+    /// Most connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Time allowed for in-flight requests to finish at shutdown.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(5),
+            header_read_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            drain_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and lets
+/// in-flight requests finish (up to the drain timeout). With `tls`, connections are TLS with
+/// ALPN; without, plain HTTP. Each connection speaks HTTP/1.1 or HTTP/2.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    router: Router,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Duration::from_secs(20))
+        .max_concurrent_streams(256);
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(options.max_connections));
+    let local = listener.local_addr().ok();
+    tokio::pin!(shutdown);
+
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Without TCP_NODELAY the first response on a connection waits for a delayed ACK.
+        if let Err(e) = tcp.set_nodelay(true) {
+            debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let service = TowerToHyperService::new(router.clone());
+        let tls = tls.clone();
+        let span = info_span!("conn", %peer);
+        tokio::spawn(
+            async move {
+                let _permit = permit;
+                match tls {
+                    Some(acceptor) => {
+                        let stream = match tokio::time::timeout(
+                            options.handshake_timeout,
+                            acceptor.accept(tcp),
+                        )
+                        .await
+                        {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => {
+                                debug!(error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                debug!("TLS handshake timed out");
+                                return;
+                            }
+                        };
+                        serve_io(&builder, stream, service, watcher).await;
+                    }
+                    None => serve_io(&builder, tcp, service, watcher).await,
+                }
+            }
+            .instrument(span),
+        );
+    }
+    drop(listener);
+    debug!(
+        ?local,
+        connections = graceful.count(),
+        "draining connections"
+    );
+    tokio::select! {
+        () = graceful.shutdown() => debug!(?local, "all connections closed"),
+        () = tokio::time::sleep(options.drain_timeout) => {
+            warn!(?local, "connections still open after the drain timeout");
+        }
+    }
+}
+
+async fn serve_io<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    service: TowerToHyperService<Router>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Binds a TCP listener, with a clear error naming the address.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+}
+
+/// A future that resolves on SIGTERM or Ctrl-C.
+pub async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => info!("SIGTERM received"),
+                    _ = tokio::signal::ctrl_c() => info!("interrupt received"),
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the server");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
