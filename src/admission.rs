@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::config::{Config, WorkloadPolicy};
 use crate::rewrite::{Decision, SkipReason, Verdict, decide};
+use crate::rules::RuleSnapshot;
 
 /// The only AdmissionReview version served.
 pub const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
@@ -385,6 +386,7 @@ fn truncate(mut s: String) -> String {
 /// Plans the rewrite of one object of a known kind. `old` is the object before an update.
 pub fn plan_object<'c>(
     config: &'c Config,
+    rules: &RuleSnapshot,
     target: TargetKind,
     object: &ObjectView<'_>,
     old: Option<&ObjectView<'_>>,
@@ -418,7 +420,7 @@ pub fn plan_object<'c>(
         let Verdict {
             mut decision,
             mapping,
-        } = decide(config, image);
+        } = decide(config, rules, image);
         if matches!(decision, Decision::Rewrite(_)) && scope != Scope::Create {
             let unchanged = old_spec.is_some_and(|old| {
                 old.list(kind)
@@ -715,7 +717,11 @@ pub struct Unreadable(pub String);
 
 /// Reviews a raw AdmissionReview body. `Err` means no uid could be read, so no AdmissionReview
 /// answer is possible (the server replies HTTP 400).
-pub fn review<'c>(config: &'c Config, body: &[u8]) -> Result<Reviewed<'c>, Unreadable> {
+pub fn review<'c>(
+    config: &'c Config,
+    rules: &RuleSnapshot,
+    body: &[u8],
+) -> Result<Reviewed<'c>, Unreadable> {
     let parsed: ReviewView<'_> = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => {
@@ -743,7 +749,7 @@ pub fn review<'c>(config: &'c Config, body: &[u8]) -> Result<Reviewed<'c>, Unrea
             ),
         ));
     }
-    Ok(review_request(config, &request))
+    Ok(review_request(config, rules, &request))
 }
 
 fn invalid(uid: &str, message: String) -> Reviewed<'static> {
@@ -772,7 +778,11 @@ fn read_uid(body: &[u8]) -> Option<String> {
     Some(outer.request.uid)
 }
 
-fn review_request<'c>(config: &'c Config, request: &RequestView<'_>) -> Reviewed<'c> {
+fn review_request<'c>(
+    config: &'c Config,
+    rules: &RuleSnapshot,
+    request: &RequestView<'_>,
+) -> Reviewed<'c> {
     let mut response = AdmissionResponse::allow(&request.uid);
     let object_name = request
         .object
@@ -808,7 +818,14 @@ fn review_request<'c>(config: &'c Config, request: &RequestView<'_>) -> Reviewed
         return reviewed;
     };
 
-    let plan = plan_object(config, target, object, request.old_object.as_ref(), scope);
+    let plan = plan_object(
+        config,
+        rules,
+        target,
+        object,
+        request.old_object.as_ref(),
+        scope,
+    );
     let preview_only = target != TargetKind::Pod && config.workloads == WorkloadPolicy::Preview;
     if preview_only {
         response.warnings = workload_preview_warnings(&plan);
@@ -902,6 +919,7 @@ mod tests {
         );
         let r = review(
             &c,
+            &RuleSnapshot::unknown(),
             &review_json("CREATE", ("", "Pod"), object.clone(), Value::Null),
         )
         .unwrap();
@@ -938,11 +956,17 @@ mod tests {
         let object = pod(json!([{"name": "web", "image": "nginx:1.27"}]));
         let r = review(
             &c,
+            &RuleSnapshot::unknown(),
             &review_json("CREATE", ("", "Pod"), object.clone(), Value::Null),
         )
         .unwrap();
         let once = patched(&r.response, object);
-        let again = review(&c, &review_json("CREATE", ("", "Pod"), once, Value::Null)).unwrap();
+        let again = review(
+            &c,
+            &RuleSnapshot::unknown(),
+            &review_json("CREATE", ("", "Pod"), once, Value::Null),
+        )
+        .unwrap();
         assert_eq!(again.outcome, Outcome::Allowed);
         assert!(again.response.patch.is_none());
         assert!(again.response.warnings.is_empty());
@@ -953,7 +977,12 @@ mod tests {
         let c = config("");
         let mut object = pod(json!([{"name": "web", "image": "nginx:1.27"}]));
         object["metadata"]["annotations"] = json!({SKIP_ANNOTATION: "true"});
-        let r = review(&c, &review_json("CREATE", ("", "Pod"), object, Value::Null)).unwrap();
+        let r = review(
+            &c,
+            &RuleSnapshot::unknown(),
+            &review_json("CREATE", ("", "Pod"), object, Value::Null),
+        )
+        .unwrap();
         assert!(r.response.patch.is_none());
         assert_eq!(r.plan.skipped, Some(PodSkip::OptedOut));
     }
@@ -964,7 +993,12 @@ mod tests {
             config("exclude:\n  podLabels: [\"cnpg.io/cluster\"]\n  ownerKinds: [postgresql]\n");
         let mut object = pod(json!([{"name": "db", "image": "postgres:16"}]));
         object["metadata"]["labels"] = json!({"cnpg.io/cluster": "main"});
-        let r = review(&c, &review_json("CREATE", ("", "Pod"), object, Value::Null)).unwrap();
+        let r = review(
+            &c,
+            &RuleSnapshot::unknown(),
+            &review_json("CREATE", ("", "Pod"), object, Value::Null),
+        )
+        .unwrap();
         assert_eq!(
             r.plan.skipped,
             Some(PodSkip::LabelExcluded("cnpg.io/cluster".into()))
@@ -972,7 +1006,12 @@ mod tests {
 
         let mut object = pod(json!([{"name": "db", "image": "postgres:16"}]));
         object["metadata"]["ownerReferences"] = json!([{"apiVersion": "acid.zalan.do/v1", "kind": "postgresql", "name": "x", "uid": "1"}]);
-        let r = review(&c, &review_json("CREATE", ("", "Pod"), object, Value::Null)).unwrap();
+        let r = review(
+            &c,
+            &RuleSnapshot::unknown(),
+            &review_json("CREATE", ("", "Pod"), object, Value::Null),
+        )
+        .unwrap();
         assert_eq!(
             r.plan.skipped,
             Some(PodSkip::OwnerExcluded("postgresql".into()))
@@ -988,7 +1027,12 @@ mod tests {
             pod(json!([{"name": "a", "image": "nginx:1.27"}, {"name": "b", "image": "redis:7"}]));
         let new =
             pod(json!([{"name": "a", "image": "nginx:1.27"}, {"name": "b", "image": "redis:8"}]));
-        let r = review(&c, &review_json("UPDATE", ("", "Pod"), new.clone(), old)).unwrap();
+        let r = review(
+            &c,
+            &RuleSnapshot::unknown(),
+            &review_json("UPDATE", ("", "Pod"), new.clone(), old),
+        )
+        .unwrap();
         let after = patched(&r.response, new);
         assert_eq!(after["spec"]["containers"][0]["image"], "nginx:1.27");
         assert_eq!(
@@ -1008,7 +1052,12 @@ mod tests {
             json!({ORIGINAL_IMAGES_ANNOTATION: "{\"a\":\"nginx:1.27\"}"});
         let mut new = old.clone();
         new["spec"]["containers"][1]["image"] = json!("redis:8");
-        let r = review(&c, &review_json("UPDATE", ("", "Pod"), new.clone(), old)).unwrap();
+        let r = review(
+            &c,
+            &RuleSnapshot::unknown(),
+            &review_json("UPDATE", ("", "Pod"), new.clone(), old),
+        )
+        .unwrap();
         let after = patched(&r.response, new);
         let record: Value = serde_json::from_str(
             after["metadata"]["annotations"][ORIGINAL_IMAGES_ANNOTATION]
@@ -1032,7 +1081,7 @@ mod tests {
             Value::Null,
         );
         let c = config("");
-        let r = review(&c, &body).unwrap();
+        let r = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
         assert!(r.response.patch.is_none());
         assert!(
             r.response
@@ -1044,7 +1093,7 @@ mod tests {
         );
 
         let c = config("workloads: rewrite\n");
-        let r = review(&c, &body).unwrap();
+        let r = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
         let after = patched(&r.response, deploy);
         assert_eq!(
             after["spec"]["template"]["spec"]["containers"][0]["image"],
@@ -1064,7 +1113,7 @@ mod tests {
         });
         let body = review_json("CREATE", ("batch", "CronJob"), cj.clone(), Value::Null);
         let c = config("workloads: rewrite\n");
-        let r = review(&c, &body).unwrap();
+        let r = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
         let after = patched(&r.response, cj);
         let tpl = &after["spec"]["jobTemplate"]["spec"]["template"];
         assert_eq!(
@@ -1083,22 +1132,30 @@ mod tests {
             json!({"metadata": {}}),
             Value::Null,
         );
-        let r = review(&c, &body).unwrap();
+        let r = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
         assert_eq!(r.outcome, Outcome::Allowed);
         let body = review_json("DELETE", ("", "Pod"), Value::Null, pod(json!([])));
-        assert_eq!(review(&c, &body).unwrap().outcome, Outcome::Allowed);
+        assert_eq!(
+            review(&c, &RuleSnapshot::unknown(), &body).unwrap().outcome,
+            Outcome::Allowed
+        );
     }
 
     #[test]
     fn unreadable_bodies() {
         let c = config("");
-        assert!(review(&c, b"not json").is_err());
-        assert!(review(&c, b"{}").is_err());
+        assert!(review(&c, &RuleSnapshot::unknown(), b"not json").is_err());
+        assert!(review(&c, &RuleSnapshot::unknown(), b"{}").is_err());
         // A uid can be read, but the object has the wrong shape: an invalid response.
         let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
             "request": {"uid": "u-2", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "operation": "CREATE",
                 "object": {"spec": {"containers": 7}}}});
-        let r = review(&c, &serde_json::to_vec(&body).unwrap()).unwrap();
+        let r = review(
+            &c,
+            &RuleSnapshot::unknown(),
+            &serde_json::to_vec(&body).unwrap(),
+        )
+        .unwrap();
         assert_eq!(r.outcome, Outcome::Invalid);
         assert_eq!(r.response.uid, "u-2");
         assert!(!r.response.allowed);
@@ -1116,7 +1173,12 @@ mod tests {
         .unwrap();
         body["apiVersion"] = json!("admission.k8s.io/v1beta1");
         let c = config("");
-        let r = review(&c, &serde_json::to_vec(&body).unwrap()).unwrap();
+        let r = review(
+            &c,
+            &RuleSnapshot::unknown(),
+            &serde_json::to_vec(&body).unwrap(),
+        )
+        .unwrap();
         assert_eq!(r.outcome, Outcome::Invalid);
     }
 
@@ -1125,6 +1187,7 @@ mod tests {
         let c = config("");
         let r = review(
             &c,
+            &RuleSnapshot::unknown(),
             &review_json(
                 "CREATE",
                 ("", "Pod"),

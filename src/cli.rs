@@ -1,5 +1,6 @@
 //! Command line: subcommands, flags (each with an environment variable), and their dispatch.
 
+use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,9 +16,12 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
 use crate::config::{Config, Overrides};
+use crate::ecr::AwsEcr;
 use crate::metrics::Metrics;
 use crate::preview;
+use crate::refresh;
 use crate::reload::ConfigReloader;
+use crate::rules::{self, RuleState};
 use crate::server::{self, AppState, Limits, ServeOptions};
 use crate::telemetry::LogFormat;
 use crate::tls::{self, CertPaths, CertReloader, CertResolver};
@@ -41,6 +45,19 @@ pub enum Command {
     Webhook(Box<WebhookArgs>),
     /// Show offline what the webhook would do to manifests.
     Preview(PreviewArgs),
+    /// List the ECR pull-through cache rules the map needs, and check them with --check.
+    Rules(RulesArgs),
+}
+
+/// `pullthrough rules`.
+#[derive(Debug, Args)]
+pub struct RulesArgs {
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Read the rules from ECR and show their status; exit 1 when one is missing or broken.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// Logging flags.
@@ -200,6 +217,128 @@ pub fn run_preview(args: &PreviewArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `rules`: prints the rules the map needs, their status with `--check`, and the commands
+/// that create the missing ones. Returns whether every needed rule is usable (always true
+/// without `--check`).
+pub async fn run_rules(args: &RulesArgs) -> anyhow::Result<bool> {
+    let (config, _) = args.config.load()?;
+    let snapshot = if args.check {
+        let ecr = AwsEcr::from_env(&config.region, Some(config.account_id.clone())).await;
+        Some(
+            refresh::fetch(&ecr, &config)
+                .await
+                .context("cannot read the pull-through cache rules from ECR")?,
+        )
+    } else {
+        None
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Pull-through cache rules for {} (account {}, region {}):\n",
+        config.registry_host, config.account_id, config.region
+    );
+    let mut rows = vec![[
+        "REGISTRY".to_owned(),
+        "PREFIX".to_owned(),
+        "UPSTREAM URL".to_owned(),
+        "UPSTREAM REGISTRY".to_owned(),
+        "CREDENTIALS".to_owned(),
+        "STATUS".to_owned(),
+    ]];
+    let mut to_create = Vec::new();
+    for m in config.registries.values() {
+        let state = snapshot.as_ref().and_then(|s| s.state(&m.registry));
+        let status = match state {
+            Some(s) => s.to_string(),
+            None => "not checked".to_owned(),
+        };
+        if state.is_none_or(|s| *s == RuleState::Missing) {
+            to_create.push(m);
+        }
+        rows.push([
+            m.registry.clone(),
+            m.ecr_prefix().to_owned(),
+            m.upstream_url.clone(),
+            m.upstream_registry.clone(),
+            if m.needs_credentials {
+                "Secrets Manager"
+            } else {
+                "none"
+            }
+            .to_owned(),
+            status,
+        ]);
+    }
+    out.push_str(&align(&rows));
+    let usable = snapshot
+        .as_ref()
+        .is_none_or(|s| s.iter().all(|(_, state)| state.is_usable()));
+    if !to_create.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{}:\n",
+            if args.check {
+                "Create the missing rules"
+            } else {
+                "Commands that create them"
+            }
+        );
+        for m in to_create {
+            if let Some(secret) = rules::secret_command(&config, m) {
+                let _ = writeln!(
+                    out,
+                    "# {}: store a read-only access token in Secrets Manager first\n{secret}",
+                    m.registry
+                );
+            }
+            let _ = writeln!(out, "{}\n", rules::create_command(&config, m));
+        }
+    }
+    if let Some(s) = &snapshot {
+        for (registry, state) in s.iter() {
+            match state {
+                RuleState::WrongUpstream { .. } => {
+                    let _ = writeln!(
+                        out,
+                        "{registry}: the rule caches another upstream; delete it (aws ecr delete-pull-through-cache-rule) and create it again as above."
+                    );
+                }
+                RuleState::CredentialsFailing { .. } => {
+                    let _ = writeln!(
+                        out,
+                        "{registry}: update the rule's Secrets Manager secret with a valid username and accessToken (aws secretsmanager put-secret-value), then aws ecr validate-pull-through-cache-rule."
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    std::io::stdout()
+        .write_all(out.as_bytes())
+        .context("cannot write to standard output")?;
+    Ok(usable)
+}
+
+fn align(rows: &[[String; 6]]) -> String {
+    let mut widths = [0usize; 6];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (cell, w) in row.iter().zip(widths) {
+            let _ = write!(line, "{cell:<w$}   ");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 /// Runs the webhook until SIGTERM, or until a critical task ends.
 pub async fn run_webhook(args: Box<WebhookArgs>) -> anyhow::Result<()> {
     let (config, raw_config) = args.config.load()?;
@@ -291,6 +430,18 @@ pub async fn run_webhook(args: Box<WebhookArgs>) -> anyhow::Result<()> {
         CertReloader::new(paths, resolver, metrics.tls.clone(), cert_content)
             .run(args.reload_interval, wait_for(webhook_stopped.clone())),
     );
+    let ecr = AwsEcr::from_env(
+        &state.config.load().region,
+        Some(state.config.load().account_id.clone()),
+    )
+    .await;
+    critical.spawn(refresh::run(
+        ecr,
+        state.config.clone(),
+        state.rules.clone(),
+        metrics.rules.clone(),
+        wait_for(webhook_stopped.clone()),
+    ));
     if let (Some(path), Some(raw)) = (&args.config.config, raw_config) {
         critical.spawn(
             ConfigReloader::new(

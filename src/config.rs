@@ -41,6 +41,70 @@ pub struct ConfigFile {
     pub exclude: Option<ExcludeFile>,
     /// What to do with the pod templates of workloads (Deployments and the like).
     pub workloads: Option<WorkloadPolicy>,
+    /// How the webhook learns which ECR rules exist.
+    pub rule_check: Option<RuleCheckFile>,
+}
+
+/// `ruleCheck:` in the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RuleCheckFile {
+    /// Whether to read the rules from ECR at all (default true).
+    pub enabled: Option<bool>,
+    /// How often to read them (default 5m).
+    #[serde(default, with = "humantime_serde_opt")]
+    pub interval: Option<std::time::Duration>,
+    /// What to do while the rules are unknown (default trust).
+    pub when_unknown: Option<UnknownRules>,
+    /// Whether to validate the credentials of credentialed rules (default true).
+    pub validate_credentials: Option<bool>,
+}
+
+/// What the webhook does while it does not know which rules exist (before the first
+/// successful read, or with the check disabled).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum UnknownRules {
+    /// Rewrite as the map says.
+    #[default]
+    Trust,
+    /// Leave images alone until the rules are known.
+    Skip,
+}
+
+/// The validated `ruleCheck`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleCheck {
+    /// Whether to read the rules from ECR.
+    pub enabled: bool,
+    /// How often.
+    pub interval: std::time::Duration,
+    /// Behaviour while unknown.
+    pub when_unknown: UnknownRules,
+    /// Whether to call `ValidatePullThroughCacheRule` for credentialed rules.
+    pub validate_credentials: bool,
+}
+
+impl Default for RuleCheck {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: std::time::Duration::from_mins(5),
+            when_unknown: UnknownRules::Trust,
+            validate_credentials: true,
+        }
+    }
+}
+
+mod humantime_serde_opt {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s: Option<String> = Option::deserialize(d)?;
+        s.map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 /// One entry of `registries`: a bare prefix, or the prefix with upstream details.
@@ -201,6 +265,8 @@ pub struct Config {
     pub exclude: Exclusions,
     /// Workload policy.
     pub workloads: WorkloadPolicy,
+    /// Rule checking.
+    pub rule_check: RuleCheck,
 }
 
 /// One upstream registry and the ECR rule that caches it.
@@ -452,6 +518,30 @@ impl ConfigFile {
             }
         }
 
+        let rule_check = {
+            let file = self.rule_check.unwrap_or_default();
+            let default = RuleCheck::default();
+            let interval = file.interval.unwrap_or(default.interval);
+            if interval < std::time::Duration::from_secs(10) {
+                return Err(invalid(
+                    "ruleCheck.interval",
+                    format!(
+                        "{} is too often; ECR throttles, use 10s or more",
+                        humantime::format_duration(interval)
+                    ),
+                    "interval",
+                ));
+            }
+            RuleCheck {
+                enabled: file.enabled.unwrap_or(default.enabled),
+                interval,
+                when_unknown: file.when_unknown.unwrap_or(default.when_unknown),
+                validate_credentials: file
+                    .validate_credentials
+                    .unwrap_or(default.validate_credentials),
+            }
+        };
+
         Ok(Config {
             account_id,
             region,
@@ -464,6 +554,7 @@ impl ConfigFile {
                 owner_kinds: exclude.owner_kinds,
             },
             workloads: self.workloads.unwrap_or_default(),
+            rule_check,
         })
     }
 }
@@ -896,6 +987,21 @@ mod tests {
         let err = load("digests: sometimes\n").unwrap_err();
         assert_eq!(err.line(), Some(1));
         assert!(err.to_string().contains("skip"), "{err}");
+    }
+
+    #[test]
+    fn rule_check_defaults_and_values() {
+        let c = load("").unwrap();
+        assert_eq!(c.rule_check, RuleCheck::default());
+        let c =
+            load("ruleCheck:\n  interval: 1m\n  whenUnknown: skip\n  validateCredentials: false\n")
+                .unwrap();
+        assert_eq!(c.rule_check.interval, std::time::Duration::from_mins(1));
+        assert_eq!(c.rule_check.when_unknown, UnknownRules::Skip);
+        assert!(!c.rule_check.validate_credentials);
+        let err = load("ruleCheck:\n  interval: 1s\n").unwrap_err();
+        assert_eq!(err.line(), Some(2), "{err}");
+        assert!(load("ruleCheck:\n  interval: soon\n").is_err());
     }
 
     #[test]

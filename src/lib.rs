@@ -9,11 +9,14 @@
 pub mod admission;
 pub mod cli;
 pub mod config;
+pub mod ecr;
 pub mod metrics;
 pub mod preview;
 pub mod reference;
+pub mod refresh;
 pub mod reload;
 pub mod rewrite;
+pub mod rules;
 pub mod server;
 pub mod telemetry;
 pub mod tls;

@@ -16,22 +16,28 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     telemetry::init(cli.log.log_format, "info");
+    // Exit 1: the command ran and found a problem (a missing rule); 2: it could not run.
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("pullthrough: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the command; `Ok(false)` is a clean run whose answer is "not all is well".
+fn run(cli: Cli) -> anyhow::Result<bool> {
     cli::validate(&cli)?;
-    match cli.command {
-        Command::Preview(args) => cli::run_preview(&args),
-        Command::Webhook(args) => tokio::runtime::Builder::new_multi_thread()
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
             .enable_all()
-            .build()?
-            .block_on(cli::run_webhook(args)),
+            .build()
+    };
+    match cli.command {
+        Command::Preview(args) => cli::run_preview(&args).map(|()| true),
+        Command::Webhook(args) => runtime()?.block_on(cli::run_webhook(args)).map(|()| true),
+        Command::Rules(args) => runtime()?.block_on(cli::run_rules(&args)),
     }
 }

@@ -4,7 +4,8 @@
 //! registry label is a configured upstream host or `other`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// All metrics of one process.
@@ -17,6 +18,21 @@ pub struct Metrics {
     pub config: ConfigMetrics,
     /// TLS certificate metrics.
     pub tls: TlsMetrics,
+    /// ECR rule status metrics.
+    pub rules: RuleMetrics,
+}
+
+/// Metrics of the ECR rule checks.
+#[derive(Clone)]
+pub struct RuleMetrics {
+    /// 1 for the current state of each mapped registry's rule, 0 for the other states.
+    pub status: IntGaugeVec,
+    /// Rule reads from ECR by result (`success`, `failure`).
+    pub refreshes: IntCounterVec,
+    /// Failed rule reads by kind (`throttled`, `access_denied`, `credentials`, `service`, `network`).
+    pub failures: IntCounterVec,
+    /// Unix time of the last successful read.
+    pub last_success_seconds: IntGauge,
 }
 
 /// Metrics of the admission path.
@@ -104,6 +120,34 @@ impl Metrics {
                 "Expiry (notAfter) of the serving certificate, as Unix time",
             )?,
         };
+        let rules = RuleMetrics {
+            status: IntGaugeVec::new(
+                Opts::new(
+                    "rule_status",
+                    "State of the ECR pull-through cache rule each mapped registry needs (1 = current state)",
+                ),
+                &["registry", "state"],
+            )?,
+            refreshes: IntCounterVec::new(
+                Opts::new("rule_refreshes_total", "Reads of the ECR rules, by result"),
+                &["result"],
+            )?,
+            failures: IntCounterVec::new(
+                Opts::new(
+                    "rule_refresh_failures_total",
+                    "Failed reads of the ECR rules, by kind",
+                ),
+                &["kind"],
+            )?,
+            last_success_seconds: IntGauge::new(
+                "rule_last_refresh_success_timestamp_seconds",
+                "Unix time of the last successful read of the ECR rules",
+            )?,
+        };
+        registry.register(Box::new(rules.status.clone()))?;
+        registry.register(Box::new(rules.refreshes.clone()))?;
+        registry.register(Box::new(rules.failures.clone()))?;
+        registry.register(Box::new(rules.last_success_seconds.clone()))?;
         registry.register(Box::new(admission.requests.clone()))?;
         registry.register(Box::new(admission.duration.clone()))?;
         registry.register(Box::new(admission.images.clone()))?;
@@ -116,6 +160,7 @@ impl Metrics {
             admission,
             config,
             tls,
+            rules,
         })
     }
 

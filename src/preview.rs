@@ -12,8 +12,9 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::admission::{ObjectView, PodPlan, Scope, TargetKind, plan_object};
-use crate::config::{Config, WorkloadPolicy};
+use crate::config::{Config, UnknownRules, WorkloadPolicy};
 use crate::rewrite::Decision;
+use crate::rules::RuleSnapshot;
 
 /// Why manifests could not be previewed.
 #[derive(Debug, Error)]
@@ -67,10 +68,10 @@ pub struct Preview {
 
 /// Previews every document of `input` (YAML or JSON). `source_name` names it in errors.
 pub fn preview(config: &Config, input: &str, source_name: &str) -> Result<Preview, PreviewError> {
-    let config = Config {
-        workloads: WorkloadPolicy::Rewrite,
-        ..config.clone()
-    };
+    // Offline, nothing is known of the rules: show what the map asks for.
+    let mut config = config.clone();
+    config.workloads = WorkloadPolicy::Rewrite;
+    config.rule_check.when_unknown = UnknownRules::Trust;
     let mut out = Preview::default();
     for (i, document) in serde_yaml_ng::Deserializer::from_str(input).enumerate() {
         let value = Value::deserialize(document).map_err(|e| PreviewError::Parse {
@@ -125,7 +126,14 @@ fn preview_value(
             object: object.clone(),
             source,
         })?;
-        let plan = plan_object(config, target, &view, None, Scope::Create);
+        let plan = plan_object(
+            config,
+            &RuleSnapshot::unknown(),
+            target,
+            &view,
+            None,
+            Scope::Create,
+        );
         rows.extend(rows_of(&object, &plan));
         plan.operations
     };

@@ -2,8 +2,9 @@
 
 use std::fmt;
 
-use crate::config::{Config, DigestPolicy, ECR_REPOSITORY_MAX_LEN, Mapping};
+use crate::config::{Config, DigestPolicy, ECR_REPOSITORY_MAX_LEN, Mapping, UnknownRules};
 use crate::reference::{Reference, ReferenceError};
+use crate::rules::{RuleSnapshot, RuleState};
 
 /// What happens to one image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +40,15 @@ pub enum SkipReason {
     OutsideUpstreamPrefix,
     /// A Pod update that leaves this image as it was: rewriting it would restart the container.
     UnchangedOnUpdate,
+    /// The ECR rule the image needs is known to be missing or broken.
+    RuleUnusable {
+        /// The rule's ECR prefix.
+        prefix: String,
+        /// What is wrong with it.
+        state: RuleState,
+    },
+    /// The rules are not known yet and `ruleCheck.whenUnknown: skip` is in force.
+    RuleUnknown,
 }
 
 impl SkipReason {
@@ -53,6 +63,12 @@ impl SkipReason {
             Self::RepositoryTooLong { .. } => "repository_too_long",
             Self::OutsideUpstreamPrefix => "outside_upstream_prefix",
             Self::UnchangedOnUpdate => "unchanged_on_update",
+            Self::RuleUnusable { state, .. } => match state {
+                RuleState::Missing | RuleState::Present => "rule_missing",
+                RuleState::WrongUpstream { .. } => "rule_wrong_upstream",
+                RuleState::CredentialsFailing { .. } => "rule_credentials_failing",
+            },
+            Self::RuleUnknown => "rule_unknown",
         }
     }
 
@@ -81,6 +97,12 @@ impl fmt::Display for SkipReason {
                 f.write_str("outside the upstream repository prefix of its cache rule")
             }
             Self::UnchangedOnUpdate => f.write_str("unchanged by this update"),
+            Self::RuleUnusable { prefix, state } => {
+                write!(f, "the ECR pull-through cache rule {prefix:?} is {state}")
+            }
+            Self::RuleUnknown => {
+                f.write_str("the ECR pull-through cache rules are not known yet")
+            }
         }
     }
 }
@@ -109,8 +131,8 @@ impl Verdict<'_> {
     }
 }
 
-/// Decides what to do with one image under `config`.
-pub fn decide<'c>(config: &'c Config, image: &str) -> Verdict<'c> {
+/// Decides what to do with one image under `config`, given what is known of the ECR rules.
+pub fn decide<'c>(config: &'c Config, rules: &RuleSnapshot, image: &str) -> Verdict<'c> {
     let skip = |reason, mapping| Verdict {
         decision: Decision::Skip(reason),
         mapping,
@@ -136,6 +158,22 @@ pub fn decide<'c>(config: &'c Config, image: &str) -> Verdict<'c> {
     };
     if reference.digest().is_some() && config.digests == DigestPolicy::Skip {
         return skip(SkipReason::DigestPinned, Some(mapping));
+    }
+
+    match rules.state(&mapping.registry) {
+        Some(state) if !state.is_usable() => {
+            return skip(
+                SkipReason::RuleUnusable {
+                    prefix: mapping.ecr_prefix().to_owned(),
+                    state: state.clone(),
+                },
+                Some(mapping),
+            );
+        }
+        None if config.rule_check.when_unknown == UnknownRules::Skip => {
+            return skip(SkipReason::RuleUnknown, Some(mapping));
+        }
+        _ => {}
     }
 
     let path = match &mapping.upstream_repository_prefix {
@@ -201,7 +239,7 @@ mod tests {
     }
 
     fn decision(config: &Config, image: &str) -> Decision {
-        decide(config, image).decision
+        decide(config, &RuleSnapshot::unknown(), image).decision
     }
 
     #[rstest]
@@ -264,7 +302,11 @@ mod tests {
     #[test]
     fn exclusion_pattern_wins_over_mapping() {
         let c = config("exclude:\n  images: [\"ghcr.io/cloudnative-pg/*\"]\n");
-        let v = decide(&c, "ghcr.io/cloudnative-pg/postgresql:16");
+        let v = decide(
+            &c,
+            &RuleSnapshot::unknown(),
+            "ghcr.io/cloudnative-pg/postgresql:16",
+        );
         assert_eq!(
             v.decision,
             Decision::Skip(SkipReason::Excluded {
@@ -315,13 +357,62 @@ mod tests {
     }
 
     #[test]
+    fn known_missing_or_broken_rules_are_not_used() {
+        use crate::ecr::CacheRule;
+        use std::collections::BTreeMap;
+        let c = config("registries:\n  docker.io: docker-hub\n  quay.io: quay\n");
+        let rules = vec![CacheRule {
+            prefix: "quay".into(),
+            upstream_url: "quay.io".into(),
+            upstream_registry: None,
+            credential_arn: None,
+            upstream_repository_prefix: None,
+        }];
+        let snapshot =
+            crate::rules::snapshot(&c, &rules, &BTreeMap::new(), std::time::SystemTime::now());
+        let v = decide(&c, &snapshot, "nginx:1.27");
+        assert_eq!(
+            v.decision,
+            Decision::Skip(SkipReason::RuleUnusable {
+                prefix: "docker-hub".into(),
+                state: RuleState::Missing
+            })
+        );
+        assert_eq!(v.decision_label(), "rule_missing");
+        assert_eq!(
+            decide(&c, &snapshot, "quay.io/a/b:1").decision,
+            Decision::Rewrite(format!("{HOST}/quay/a/b:1"))
+        );
+    }
+
+    #[test]
+    fn unknown_rules_follow_the_configured_choice() {
+        let trust = config("");
+        assert!(matches!(decision(&trust, "nginx"), Decision::Rewrite(_)));
+        let skip = config("ruleCheck:\n  whenUnknown: skip\n");
+        assert_eq!(
+            decision(&skip, "nginx"),
+            Decision::Skip(SkipReason::RuleUnknown)
+        );
+    }
+
+    #[test]
     fn labels_are_bounded() {
         let c = config("");
-        assert_eq!(decide(&c, "registry.example/app").registry_label(), "other");
-        assert_eq!(decide(&c, "nginx").registry_label(), "docker.io");
-        assert_eq!(decide(&c, "nginx").decision_label(), "rewritten");
         assert_eq!(
-            decide(&c, "registry.example/app").decision_label(),
+            decide(&c, &RuleSnapshot::unknown(), "registry.example/app").registry_label(),
+            "other"
+        );
+        assert_eq!(
+            decide(&c, &RuleSnapshot::unknown(), "nginx").registry_label(),
+            "docker.io"
+        );
+        assert_eq!(
+            decide(&c, &RuleSnapshot::unknown(), "nginx").decision_label(),
+            "rewritten"
+        );
+        assert_eq!(
+            decide(&c, &RuleSnapshot::unknown(), "registry.example/app").decision_label(),
             "not_mapped"
         );
     }
@@ -372,7 +463,7 @@ mod tests {
 
         #[test]
         fn decide_never_panics(image in "\\PC{0,100}") {
-            let _ = decide(&config(""), &image);
+            let _ = decide(&config(""), &RuleSnapshot::unknown(), &image);
         }
     }
 }

@@ -30,6 +30,7 @@ use crate::admission::{self, Reviewed};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::rewrite::Decision;
+use crate::rules::RuleSnapshot;
 
 /// Path of the mutating webhook.
 pub const MUTATE_PATH: &str = "/mutate";
@@ -41,6 +42,8 @@ pub struct AppState {
     pub config: Arc<ArcSwap<Config>>,
     /// Metrics.
     pub metrics: Metrics,
+    /// What is known of the ECR rules; swapped whole by the refresher.
+    pub rules: Arc<ArcSwap<RuleSnapshot>>,
     /// Readiness: true once serving, false again when shutting down.
     pub ready: Arc<AtomicBool>,
 }
@@ -50,6 +53,7 @@ impl AppState {
     pub fn new(config: Config, metrics: Metrics) -> Self {
         Self {
             config: Arc::new(ArcSwap::from_pointee(config)),
+            rules: Arc::new(ArcSwap::from_pointee(RuleSnapshot::unknown())),
             metrics,
             ready: Arc::new(AtomicBool::new(false)),
         }
@@ -128,7 +132,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
 async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
     let started = Instant::now();
     let config = state.config.load();
-    let response = match admission::review(&config, &body) {
+    let rules = state.rules.load();
+    let response = match admission::review(&config, &rules, &body) {
         Ok(reviewed) => {
             record(&state.metrics, &reviewed);
             let bytes = reviewed.response.into_review().to_vec();

@@ -1,0 +1,285 @@
+//! The ECR API, narrowed to what pullthrough needs and returning its own types. The only
+//! module that touches `aws_sdk_ecr`.
+//!
+//! Credentials and region come from the SDK's default chain (IRSA, EKS Pod Identity,
+//! environment), and `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_ECR` point the client at any
+//! ECR-compatible endpoint.
+
+use std::future::Future;
+use std::time::Duration;
+
+use aws_sdk_ecr::error::{ProvideErrorMetadata, SdkError};
+use rand::Rng as _;
+use thiserror::Error;
+
+/// One pull-through cache rule of the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheRule {
+    /// `ecrRepositoryPrefix` (`docker-hub`, or `ROOT`).
+    pub prefix: String,
+    /// `upstreamRegistryUrl` (`registry-1.docker.io`).
+    pub upstream_url: String,
+    /// `upstreamRegistry` (`docker-hub`), when ECR reports it.
+    pub upstream_registry: Option<String>,
+    /// `credentialArn`, for rules with upstream credentials.
+    pub credential_arn: Option<String>,
+    /// `upstreamRepositoryPrefix`, for ECR-to-ECR rules.
+    pub upstream_repository_prefix: Option<String>,
+}
+
+/// The answer of `ValidatePullThroughCacheRule`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validation {
+    /// Whether ECR could reach the upstream with the rule's credentials.
+    pub is_valid: bool,
+    /// ECR's reason when not valid.
+    pub failure: Option<String>,
+}
+
+/// A failed ECR call.
+#[derive(Debug, Error)]
+pub enum EcrError {
+    /// `DescribePullThroughCacheRules` failed.
+    #[error("failed to list pull-through cache rules ({code})")]
+    ListCacheRules {
+        /// ECR's error code, or the kind of transport failure.
+        code: String,
+        /// Bounded classification.
+        kind: ErrorKind,
+        /// The SDK error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// `ValidatePullThroughCacheRule` failed.
+    #[error("failed to validate pull-through cache rule {prefix} ({code})")]
+    ValidateCacheRule {
+        /// The rule's prefix.
+        prefix: String,
+        /// ECR's error code, or the kind of transport failure.
+        code: String,
+        /// Bounded classification.
+        kind: ErrorKind,
+        /// The SDK error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// A bounded classification of ECR failures, for metrics and back-off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Throttled or rate-limited.
+    Throttled,
+    /// Missing permissions.
+    AccessDenied,
+    /// No credentials could be found or used.
+    Credentials,
+    /// The service answered with another error.
+    Service,
+    /// No answer: network, DNS, TLS, timeout.
+    Network,
+}
+
+impl ErrorKind {
+    /// The metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Throttled => "throttled",
+            Self::AccessDenied => "access_denied",
+            Self::Credentials => "credentials",
+            Self::Service => "service",
+            Self::Network => "network",
+        }
+    }
+}
+
+impl EcrError {
+    /// The bounded classification.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::ListCacheRules { kind, .. } | Self::ValidateCacheRule { kind, .. } => *kind,
+        }
+    }
+}
+
+/// The ECR calls pullthrough makes.
+pub trait CacheRuleSource: Send + Sync {
+    /// Every pull-through cache rule of the registry (all pages).
+    fn list_rules(&self) -> impl Future<Output = Result<Vec<CacheRule>, EcrError>> + Send;
+    /// Checks a credentialed rule's upstream access.
+    fn validate_rule(
+        &self,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Validation, EcrError>> + Send;
+}
+
+/// [`CacheRuleSource`] over the AWS SDK.
+#[derive(Debug, Clone)]
+pub struct AwsEcr {
+    client: aws_sdk_ecr::Client,
+    registry_id: Option<String>,
+}
+
+impl AwsEcr {
+    /// A client from the SDK's default chain for `region`; `registry_id` is the account
+    /// (the caller's own when `None`).
+    pub async fn from_env(region: &str, registry_id: Option<String>) -> Self {
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(region.to_owned()))
+            .load()
+            .await;
+        Self::new(aws_sdk_ecr::Client::new(&shared), registry_id)
+    }
+
+    /// Wraps an existing client (tests build one against a mock or a local endpoint).
+    pub fn new(client: aws_sdk_ecr::Client, registry_id: Option<String>) -> Self {
+        Self {
+            client,
+            registry_id,
+        }
+    }
+}
+
+fn classify<E, R>(err: &SdkError<E, R>) -> (ErrorKind, String)
+where
+    E: ProvideErrorMetadata,
+{
+    match err {
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or("Unknown").to_owned();
+            let kind = match code.as_str() {
+                "ThrottlingException"
+                | "Throttling"
+                | "TooManyRequestsException"
+                | "RequestLimitExceeded"
+                | "LimitExceededException" => ErrorKind::Throttled,
+                "AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation" => {
+                    ErrorKind::AccessDenied
+                }
+                "UnrecognizedClientException"
+                | "InvalidSignatureException"
+                | "ExpiredTokenException" => ErrorKind::Credentials,
+                _ => ErrorKind::Service,
+            };
+            (kind, code)
+        }
+        SdkError::ConstructionFailure(_) => (ErrorKind::Credentials, "ConstructionFailure".into()),
+        SdkError::TimeoutError(_) => (ErrorKind::Network, "Timeout".into()),
+        SdkError::DispatchFailure(d) if d.is_user() => {
+            (ErrorKind::Credentials, "DispatchFailure".into())
+        }
+        SdkError::DispatchFailure(_) => (ErrorKind::Network, "DispatchFailure".into()),
+        SdkError::ResponseError(_) => (ErrorKind::Service, "ResponseError".into()),
+        _ => (ErrorKind::Service, "Unknown".into()),
+    }
+}
+
+impl CacheRuleSource for AwsEcr {
+    async fn list_rules(&self) -> Result<Vec<CacheRule>, EcrError> {
+        let mut pages = self
+            .client
+            .describe_pull_through_cache_rules()
+            .set_registry_id(self.registry_id.clone())
+            .max_results(1000)
+            .into_paginator()
+            .send();
+        let mut rules = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
+                let (kind, code) = classify(&e);
+                EcrError::ListCacheRules {
+                    code,
+                    kind,
+                    source: Box::new(e),
+                }
+            })?;
+            for rule in page.pull_through_cache_rules() {
+                rules.push(CacheRule {
+                    prefix: rule.ecr_repository_prefix().unwrap_or_default().to_owned(),
+                    upstream_url: rule.upstream_registry_url().unwrap_or_default().to_owned(),
+                    upstream_registry: rule.upstream_registry().map(|u| u.as_str().to_owned()),
+                    credential_arn: rule.credential_arn().map(str::to_owned),
+                    upstream_repository_prefix: rule
+                        .upstream_repository_prefix()
+                        .map(str::to_owned),
+                });
+            }
+        }
+        Ok(rules)
+    }
+
+    async fn validate_rule(&self, prefix: &str) -> Result<Validation, EcrError> {
+        let out = self
+            .client
+            .validate_pull_through_cache_rule()
+            .ecr_repository_prefix(prefix)
+            .set_registry_id(self.registry_id.clone())
+            .send()
+            .await
+            .map_err(|e| {
+                let (kind, code) = classify(&e);
+                EcrError::ValidateCacheRule {
+                    prefix: prefix.to_owned(),
+                    code,
+                    kind,
+                    source: Box::new(e),
+                }
+            })?;
+        Ok(Validation {
+            is_valid: out.is_valid(),
+            failure: out.failure().map(str::to_owned),
+        })
+    }
+}
+
+/// Exponential back-off with full jitter: each delay is uniform in `[0, min(cap, base * 2^n)]`,
+/// so many replicas retrying after one outage spread out.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    base: Duration,
+    cap: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    /// A back-off starting at `base` and never above `cap`.
+    pub fn new(base: Duration, cap: Duration) -> Self {
+        Self {
+            base,
+            cap,
+            attempt: 0,
+        }
+    }
+
+    /// The next delay.
+    pub fn next_delay(&mut self) -> Duration {
+        let ceiling = self
+            .base
+            .saturating_mul(1u32.checked_shl(self.attempt).unwrap_or(u32::MAX))
+            .min(self.cap);
+        self.attempt = self.attempt.saturating_add(1).min(31);
+        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(rand::rng().random_range(0..=millis))
+    }
+
+    /// Starts over after a success.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_its_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        for _ in 0..40 {
+            assert!(b.next_delay() <= Duration::from_secs(2));
+        }
+        assert_eq!(b.attempt, 31);
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+}
