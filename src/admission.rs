@@ -1206,6 +1206,43 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_rule_leaves_the_image_with_a_warning_until_it_appears() {
+        use crate::ecr::CacheRule;
+        use std::time::SystemTime;
+        let c = config("registries:\n  docker.io: docker-hub\n");
+        let body = review_json(
+            "CREATE",
+            ("", "Pod"),
+            pod(json!([{"name": "web", "image": "nginx:1.27"}])),
+            Value::Null,
+        );
+        let missing = crate::rules::snapshot(&c, &[], &BTreeMap::new(), SystemTime::now());
+        let r = review(&c, &missing, &body).unwrap();
+        assert!(r.response.patch.is_none());
+        assert_eq!(r.response.warnings.len(), 1);
+        assert!(
+            r.response.warnings[0].contains("rule \"docker-hub\" is missing"),
+            "{:?}",
+            r.response.warnings
+        );
+
+        let present = crate::rules::snapshot(
+            &c,
+            &[CacheRule {
+                prefix: "docker-hub".into(),
+                upstream_url: "registry-1.docker.io".into(),
+                upstream_registry: Some("docker-hub".into()),
+                credential_arn: None,
+                upstream_repository_prefix: None,
+            }],
+            &BTreeMap::new(),
+            SystemTime::now(),
+        );
+        let r = review(&c, &present, &body).unwrap();
+        assert_eq!(r.outcome, Outcome::Patched);
+    }
+
+    #[test]
     fn long_warnings_are_truncated() {
         let s = truncate("é".repeat(300));
         assert!(s.len() <= WARNING_MAX_LEN);

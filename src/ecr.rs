@@ -165,10 +165,15 @@ where
         }
         SdkError::ConstructionFailure(_) => (ErrorKind::Credentials, "ConstructionFailure".into()),
         SdkError::TimeoutError(_) => (ErrorKind::Network, "Timeout".into()),
-        SdkError::DispatchFailure(d) if d.is_user() => {
-            (ErrorKind::Credentials, "DispatchFailure".into())
+        // Only I/O and timeouts are the network's fault; the SDK also reports credentials that
+        // cannot be loaded (a broken IRSA or Pod Identity setup) as a dispatch failure.
+        SdkError::DispatchFailure(d)
+            if d.as_connector_error()
+                .is_some_and(|c| c.is_io() || c.is_timeout()) =>
+        {
+            (ErrorKind::Network, "DispatchFailure".into())
         }
-        SdkError::DispatchFailure(_) => (ErrorKind::Network, "DispatchFailure".into()),
+        SdkError::DispatchFailure(_) => (ErrorKind::Credentials, "DispatchFailure".into()),
         SdkError::ResponseError(_) => (ErrorKind::Service, "ResponseError".into()),
         _ => (ErrorKind::Service, "Unknown".into()),
     }

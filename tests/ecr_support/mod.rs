@@ -1,0 +1,375 @@
+//! A small local stand-in of the ECR JSON API (awsJson1_1 over plain HTTP on loopback), scriptable
+//! per test, and a real `aws_sdk_ecr::Client` pointed at it.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+/// The `X-Amz-Target` prefix of every ECR operation.
+pub const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
+/// `DescribePullThroughCacheRules`.
+pub const DESCRIBE: &str = "AmazonEC2ContainerRegistry_V20150921.DescribePullThroughCacheRules";
+/// `ValidatePullThroughCacheRule`.
+pub const VALIDATE: &str = "AmazonEC2ContainerRegistry_V20150921.ValidatePullThroughCacheRule";
+
+/// How the stand-in answers; set before starting, adjustable afterwards via [`StandIn::script`].
+#[derive(Debug, Clone)]
+pub struct Script {
+    /// The registry's rules, as ECR's JSON objects.
+    pub rules: Vec<Value>,
+    /// The stand-in's own page size (the effective one is `min(page_size, maxResults)`).
+    pub page_size: usize,
+    /// How many requests (of any operation) are answered with `ThrottlingException` first.
+    pub throttle_first: usize,
+    /// Name the error in the `x-amzn-errortype` header instead of `__type` in the body.
+    pub error_code_in_header: bool,
+    /// Answer every request with this HTTP status and raw body.
+    pub fail_with: Option<(u16, String)>,
+    /// Per-prefix answer of `ValidatePullThroughCacheRule` (`(isValid, failure)`); prefixes
+    /// with a rule but no entry are valid.
+    pub validations: BTreeMap<String, (bool, Option<String>)>,
+    /// Answer nothing for this long before responding (to exercise client timeouts).
+    pub delay: Option<Duration>,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Self {
+            rules: Vec::new(),
+            page_size: 1000,
+            throttle_first: 0,
+            error_code_in_header: false,
+            fail_with: None,
+            validations: BTreeMap::new(),
+            delay: None,
+        }
+    }
+}
+
+/// One request the stand-in received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// `X-Amz-Target`.
+    pub target: String,
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// `Authorization` (SigV4).
+    pub authorization: Option<String>,
+    /// The JSON body (`Value::Null` when not JSON).
+    pub body: Value,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    script: Script,
+    seen: Vec<Seen>,
+}
+
+/// A running stand-in; it lives as long as the Tokio runtime that started it.
+#[derive(Debug, Clone)]
+pub struct StandIn {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+}
+
+impl StandIn {
+    /// Binds 127.0.0.1:0 and serves `script` on the current runtime.
+    pub async fn start(script: Script) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(State {
+            script,
+            seen: Vec::new(),
+        }));
+        let shared = Arc::clone(&state);
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let state = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| handle(Arc::clone(&state), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, state }
+    }
+
+    /// `http://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request so far, in order.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+
+    /// How many requests of `target` arrived.
+    pub fn count(&self, target: &str) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .seen
+            .iter()
+            .filter(|s| s.target == target)
+            .count()
+    }
+
+    /// Changes the script of a running stand-in.
+    pub fn script(&self, change: impl FnOnce(&mut Script)) {
+        change(&mut self.state.lock().unwrap().script);
+    }
+}
+
+fn json_response(status: u16, body: &Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(StatusCode::from_u16(status).unwrap())
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amzn-requestid", "00000000-0000-0000-0000-000000000000")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap()
+}
+
+fn error_response(
+    script: &Script,
+    status: u16,
+    code: &str,
+    message: &str,
+) -> Response<Full<Bytes>> {
+    if script.error_code_in_header {
+        let mut response = json_response(status, &json!({ "message": message }));
+        response.headers_mut().insert(
+            "x-amzn-errortype",
+            format!("{code}:http://internal.amazon.com/coral/com.amazon.coral.availability/")
+                .parse()
+                .unwrap(),
+        );
+        response
+    } else {
+        json_response(status, &json!({ "__type": code, "message": message }))
+    }
+}
+
+async fn handle(
+    state: Arc<Mutex<State>>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let target = header("x-amz-target").unwrap_or_default();
+    let content_type = header("content-type");
+    let authorization = header("authorization");
+    let bytes = req.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+
+    // Decide under the lock, sleep (if asked) outside it.
+    let (response, delay) = {
+        let mut state = state.lock().unwrap();
+        state.seen.push(Seen {
+            target: target.clone(),
+            content_type,
+            authorization,
+            body: body.clone(),
+        });
+        let attempt = state.seen.len();
+        let script = &state.script;
+        let response = if let Some((status, raw)) = &script.fail_with {
+            Response::builder()
+                .status(StatusCode::from_u16(*status).unwrap())
+                .body(Full::new(Bytes::from(raw.clone())))
+                .unwrap()
+        } else if attempt <= script.throttle_first {
+            error_response(script, 400, "ThrottlingException", "Rate exceeded")
+        } else if target == DESCRIBE {
+            describe(script, &body)
+        } else if target == VALIDATE {
+            validate(script, &body)
+        } else {
+            error_response(
+                script,
+                400,
+                "UnknownOperationException",
+                &format!("unknown target {target:?}"),
+            )
+        };
+        (response, script.delay)
+    };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    Ok(response)
+}
+
+fn describe(script: &Script, body: &Value) -> Response<Full<Bytes>> {
+    let max_results = match body.get("maxResults") {
+        None => 100,
+        Some(n) => match n.as_u64() {
+            Some(n @ 1..=1000) => usize::try_from(n).unwrap(),
+            _ => {
+                return error_response(
+                    script,
+                    400,
+                    "InvalidParameterException",
+                    "maxResults must be between 1 and 1000",
+                );
+            }
+        },
+    };
+    let start = match body.get("nextToken").and_then(Value::as_str) {
+        None => 0,
+        Some(token) => match token.strip_prefix("tok-").and_then(|n| n.parse().ok()) {
+            Some(n) => n,
+            None => {
+                return error_response(script, 400, "InvalidParameterException", "bad nextToken");
+            }
+        },
+    };
+    let registry_id = body
+        .get("registryId")
+        .and_then(Value::as_str)
+        .unwrap_or("123456789012");
+    let end = (start + script.page_size.min(max_results)).min(script.rules.len());
+    let page: Vec<Value> = script.rules[start.min(end)..end]
+        .iter()
+        .map(|rule| {
+            let mut rule = rule.clone();
+            rule.as_object_mut()
+                .unwrap()
+                .entry("registryId")
+                .or_insert_with(|| json!(registry_id));
+            rule
+        })
+        .collect();
+    let mut answer = json!({ "pullThroughCacheRules": page });
+    if end < script.rules.len() {
+        answer["nextToken"] = json!(format!("tok-{end}"));
+    }
+    json_response(200, &answer)
+}
+
+fn validate(script: &Script, body: &Value) -> Response<Full<Bytes>> {
+    let Some(prefix) = body.get("ecrRepositoryPrefix").and_then(Value::as_str) else {
+        return error_response(
+            script,
+            400,
+            "ValidationException",
+            "ecrRepositoryPrefix is required",
+        );
+    };
+    let Some(rule) = script
+        .rules
+        .iter()
+        .find(|r| r["ecrRepositoryPrefix"] == prefix)
+    else {
+        return error_response(
+            script,
+            400,
+            "PullThroughCacheRuleNotFoundException",
+            &format!("no pull through cache rule with prefix {prefix}"),
+        );
+    };
+    let (is_valid, failure) = script
+        .validations
+        .get(prefix)
+        .cloned()
+        .unwrap_or((true, None));
+    let mut answer = json!({
+        "ecrRepositoryPrefix": prefix,
+        "registryId": body.get("registryId").and_then(Value::as_str).unwrap_or("123456789012"),
+        "upstreamRegistryUrl": rule["upstreamRegistryUrl"],
+        "isValid": is_valid,
+    });
+    if let Some(arn) = rule.get("credentialArn") {
+        answer["credentialArn"] = arn.clone();
+    }
+    if let Some(failure) = failure {
+        answer["failure"] = json!(failure);
+    }
+    json_response(200, &answer)
+}
+
+/// A rule as ECR returns it.
+pub fn rule_json(prefix: &str, upstream_url: &str) -> Value {
+    json!({
+        "ecrRepositoryPrefix": prefix,
+        "upstreamRegistryUrl": upstream_url,
+        "createdAt": 1.7E9,
+        "updatedAt": 1.7E9,
+    })
+}
+
+/// The Docker Hub rule with credentials, as ECR returns it.
+pub fn docker_hub_json() -> Value {
+    json!({
+        "ecrRepositoryPrefix": "docker-hub",
+        "upstreamRegistryUrl": "registry-1.docker.io",
+        "upstreamRegistry": "docker-hub",
+        "credentialArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:ecr-pullthroughcache/docker-hub-AbCdEf",
+        "createdAt": 1.7E9,
+    })
+}
+
+/// Fast retries (3 attempts, 1 ms back-off) and short timeouts, so a whole file runs in seconds.
+pub fn fast_retry() -> aws_sdk_ecr::config::retry::RetryConfig {
+    aws_sdk_ecr::config::retry::RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(1))
+        .with_max_backoff(Duration::from_millis(10))
+}
+
+/// Short timeouts.
+pub fn short_timeouts() -> aws_sdk_ecr::config::timeout::TimeoutConfig {
+    aws_sdk_ecr::config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(Duration::from_millis(500))
+        .operation_timeout(Duration::from_secs(3))
+        .build()
+}
+
+/// The real SDK client, static test credentials, pointed at `endpoint`.
+pub fn sdk_client(endpoint: &str) -> aws_sdk_ecr::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let config = aws_sdk_ecr::Config::builder()
+        .behavior_version(aws_sdk_ecr::config::BehaviorVersion::latest())
+        .region(aws_sdk_ecr::config::Region::new("eu-west-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_ecr::config::Credentials::new(
+            "AKIDSTANDIN",
+            "SECRET",
+            None,
+            None,
+            "test",
+        ))
+        .retry_config(fast_retry())
+        .timeout_config(short_timeouts())
+        .build();
+    aws_sdk_ecr::Client::from_conf(config)
+}
