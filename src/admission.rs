@@ -421,7 +421,9 @@ pub fn plan_object<'c>(
             mut decision,
             mapping,
         } = decide(config, rules, image);
-        if matches!(decision, Decision::Rewrite(_)) && scope != Scope::Create {
+        // An update is about what it changes: an image it leaves as it was is neither
+        // rewritten (that would restart the container) nor reported again.
+        if scope != Scope::Create {
             let unchanged = old_spec.is_some_and(|old| {
                 old.list(kind)
                     .iter()
@@ -1039,6 +1041,22 @@ mod tests {
             after["spec"]["containers"][1]["image"],
             format!("{HOST}/docker-hub/library/redis:8")
         );
+        assert!(r.response.warnings.is_empty(), "{:?}", r.response.warnings);
+    }
+
+    #[test]
+    fn update_that_leaves_images_alone_is_silent() {
+        let c = config("");
+        let old = pod(json!([{"name": "a", "image": "registry.example/x:1"}]));
+        let mut new = old.clone();
+        new["metadata"]["labels"] = json!({"team": "shop"});
+        let r = review(
+            &c,
+            &RuleSnapshot::unknown(),
+            &review_json("UPDATE", ("", "Pod"), new, old),
+        )
+        .unwrap();
+        assert!(r.response.patch.is_none());
         assert!(r.response.warnings.is_empty(), "{:?}", r.response.warnings);
     }
 

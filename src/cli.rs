@@ -454,10 +454,11 @@ pub async fn run_webhook(args: Box<WebhookArgs>) -> anyhow::Result<()> {
             .run(args.reload_interval, wait_for(webhook_stopped)),
         );
     }
+    let terminated = server::termination_signal();
     state.ready.store(true, Ordering::Release);
 
     let result = tokio::select! {
-        () = server::termination_signal() => Ok(()),
+        () = terminated => Ok(()),
         ended = critical.join_next() => {
             Err(anyhow::anyhow!("a critical task ended unexpectedly: {ended:?}"))
         }

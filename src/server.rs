@@ -340,26 +340,27 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }
 
-/// A future that resolves on SIGTERM or Ctrl-C.
-pub async fn termination_signal() {
+/// A future that resolves on SIGTERM or Ctrl-C. The handlers are registered when this is
+/// called, so a signal that arrives before the future is first polled is not lost.
+pub fn termination_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
-    {
+    let term = {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => info!("SIGTERM received"),
-                    _ = tokio::signal::ctrl_c() => info!("interrupt received"),
-                }
+        signal(SignalKind::terminate())
+            .map_err(|e| warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the server"))
+            .ok()
+    };
+    let interrupt = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut term) = term {
+            tokio::select! {
+                _ = term.recv() => info!("SIGTERM received"),
+                _ = interrupt => info!("interrupt received"),
             }
-            Err(e) => {
-                warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the server");
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            return;
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        let _ = interrupt.await;
+        info!("interrupt received");
     }
 }
