@@ -1,7 +1,5 @@
-//! Hand-written HTTP clients for the tests: HTTP/1.1 (keep-alive, Content-Length or chunked
-//! responses) and a minimal HTTP/2 client (one stream at a time, flow control, SETTINGS, PING,
-//! GOAWAY, HPACK). hyper's `client` feature is not enabled in this crate, so hyper cannot be the
-//! client here.
+//! HTTP clients for the tests: a hand-written HTTP/1.1 client (keep-alive, Content-Length or
+//! chunked responses, raw writes for partial bodies) and hyper's HTTP/2 client.
 
 use std::fmt::Write as _;
 use std::io;
@@ -9,13 +7,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::HeaderMap;
+use hyper::client::conn::http2::{self, SendRequest};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-
-use super::hpack;
 
 /// Deadline for one request/response exchange, connection set-up included.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -112,7 +114,7 @@ pub enum Client {
     /// HTTP/1.1.
     H1(Box<H1<TlsStream<TcpStream>>>),
     /// HTTP/2.
-    H2(Box<H2<TlsStream<TcpStream>>>),
+    H2(Box<H2>),
 }
 
 impl Client {
@@ -135,17 +137,12 @@ impl Client {
         })
     }
 
-    /// The TLS session.
-    pub fn tls(&self) -> &rustls::ClientConnection {
-        match self {
-            Self::H1(c) => c.io.get_ref().1,
-            Self::H2(c) => c.io.get_ref().1,
-        }
-    }
-
     /// The DER of the server's leaf certificate.
     pub fn peer_leaf(&self) -> Vec<u8> {
-        self.tls().peer_certificates().unwrap()[0].to_vec()
+        match self {
+            Self::H1(c) => c.io.get_ref().1.peer_certificates().unwrap()[0].to_vec(),
+            Self::H2(c) => c.peer_certificates[0].to_vec(),
+        }
     }
 
     /// Sends one request and reads its response, within [`IO_TIMEOUT`].
@@ -332,114 +329,43 @@ pub async fn plain_get(addr: SocketAddr, path: &str) -> io::Result<Response> {
 
 // === HTTP/2 ===
 
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const DATA: u8 = 0x0;
-const HEADERS: u8 = 0x1;
-const RST_STREAM: u8 = 0x3;
-const SETTINGS: u8 = 0x4;
-const PING: u8 = 0x6;
-const GOAWAY: u8 = 0x7;
-const WINDOW_UPDATE: u8 = 0x8;
-const CONTINUATION: u8 = 0x9;
-const END_STREAM: u8 = 0x1;
-const ACK: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-const PADDED: u8 = 0x8;
-const PRIORITY: u8 = 0x20;
-/// Our receive window, per stream and for the connection.
-const RECV_WINDOW: u32 = 1 << 24;
-const DEFAULT_WINDOW: i64 = 65_535;
-
-struct Frame {
-    kind: u8,
-    flags: u8,
-    stream: u32,
-    payload: Vec<u8>,
+/// An HTTP/2 connection: hyper's client over the TLS stream, its connection driven by a task
+/// that is aborted (closing the socket) when this is dropped.
+pub struct H2 {
+    sender: SendRequest<Full<Bytes>>,
+    conn: JoinHandle<()>,
+    peer_certificates: Vec<CertificateDer<'static>>,
 }
 
-/// A minimal HTTP/2 client connection: requests run one at a time, each on a new stream.
-pub struct H2<S> {
-    /// The stream.
-    pub io: S,
-    next_stream: u32,
-    conn_window: i64,
-    initial_stream_window: i64,
-    max_frame: usize,
-    decoder: hpack::Decoder,
-    /// Last stream id of a GOAWAY received, if any.
-    pub goaway: Option<u32>,
-}
-
-/// The response being assembled for the active stream.
-#[derive(Default)]
-struct Pending {
-    status: Option<u16>,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    done: bool,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> H2<S> {
-    /// Sends the preface and our SETTINGS (no push, large windows).
-    pub async fn handshake(io: S) -> io::Result<Self> {
-        let mut conn = Self {
-            io,
-            next_stream: 1,
-            conn_window: DEFAULT_WINDOW,
-            initial_stream_window: DEFAULT_WINDOW,
-            max_frame: 16_384,
-            decoder: hpack::Decoder::default(),
-            goaway: None,
-        };
-        conn.io.write_all(PREFACE).await?;
-        let mut settings = Vec::new();
-        for (id, value) in [(0x2u16, 0u32), (0x4, RECV_WINDOW)] {
-            settings.extend_from_slice(&id.to_be_bytes());
-            settings.extend_from_slice(&value.to_be_bytes());
-        }
-        conn.write_frame(SETTINGS, 0, 0, &settings).await?;
-        let increment = RECV_WINDOW - 65_535;
-        conn.write_frame(WINDOW_UPDATE, 0, 0, &increment.to_be_bytes())
-            .await?;
-        Ok(conn)
-    }
-
-    async fn write_frame(
-        &mut self,
-        kind: u8,
-        flags: u8,
-        stream: u32,
-        payload: &[u8],
-    ) -> io::Result<()> {
-        let len = u32::try_from(payload.len()).map_err(io::Error::other)?;
-        let mut frame = Vec::with_capacity(9 + payload.len());
-        frame.extend_from_slice(&len.to_be_bytes()[1..]);
-        frame.push(kind);
-        frame.push(flags);
-        frame.extend_from_slice(&stream.to_be_bytes());
-        frame.extend_from_slice(payload);
-        self.io.write_all(&frame).await?;
-        self.io.flush().await
-    }
-
-    async fn read_frame(&mut self) -> io::Result<Frame> {
-        let mut head = [0u8; 9];
-        self.io.read_exact(&mut head).await?;
-        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
-        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-        let mut payload = vec![0u8; len];
-        self.io.read_exact(&mut payload).await?;
-        Ok(Frame {
-            kind: head[3],
-            flags: head[4],
-            stream,
-            payload,
+impl H2 {
+    /// Runs hyper's HTTP/2 handshake over `io` and spawns the connection task.
+    pub async fn handshake(io: TlsStream<TcpStream>) -> io::Result<Self> {
+        let peer_certificates = io
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(<[CertificateDer<'static>]>::to_vec)
+            .unwrap_or_default();
+        let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+            .await
+            .map_err(io::Error::other)?;
+        let conn = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Self {
+            sender,
+            conn,
+            peer_certificates,
         })
     }
 
-    /// Sends a request on a new stream and reads its response, honouring flow control. If the
-    /// response ends before the body is sent, the rest of the body is dropped and the stream
-    /// cancelled.
+    /// Whether the connection is closed (after a GOAWAY, an error or the server closing it).
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
+    /// Sends a request on a new stream and reads its whole response (trailers are appended
+    /// to the headers).
     pub async fn request(
         &mut self,
         method: &str,
@@ -447,190 +373,52 @@ impl<S: AsyncRead + AsyncWrite + Unpin> H2<S> {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> io::Result<Response> {
-        let id = self.next_stream;
-        self.next_stream += 2;
-        let length = body.len().to_string();
-        let mut fields = vec![
-            (":method", method),
-            (":scheme", "https"),
-            (":authority", "localhost"),
-            (":path", path),
-        ];
-        fields.extend_from_slice(headers);
-        if !body.is_empty() {
-            fields.push(("content-length", &length));
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(format!("https://localhost{path}"));
+        for (n, v) in headers {
+            builder = builder.header(*n, *v);
         }
-        let block = hpack::encode(&fields);
-        let flags = END_HEADERS | if body.is_empty() { END_STREAM } else { 0 };
-        self.write_frame(HEADERS, flags, id, &block).await?;
-
-        let mut stream_window = self.initial_stream_window;
-        let mut sent = 0;
-        let mut pending = Pending::default();
-        while !pending.done {
-            if sent < body.len() {
-                let room = self.conn_window.min(stream_window).max(0);
-                let n = (body.len() - sent)
-                    .min(self.max_frame)
-                    .min(usize::try_from(room).unwrap_or(0));
-                if n > 0 {
-                    let last = sent + n == body.len();
-                    let flags = if last { END_STREAM } else { 0 };
-                    self.write_frame(DATA, flags, id, &body[sent..sent + n])
-                        .await?;
-                    let n64 = i64::try_from(n).unwrap_or(i64::MAX);
-                    self.conn_window -= n64;
-                    stream_window -= n64;
-                    sent += n;
-                    continue;
-                }
-            }
-            let frame = self.read_frame().await?;
-            self.handle(frame, id, &mut pending, &mut stream_window)
-                .await?;
-        }
-        if sent < body.len() {
-            // CANCEL: the server answered without reading everything.
-            self.write_frame(RST_STREAM, 0, id, &8u32.to_be_bytes())
-                .await?;
+        let request = builder
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .map_err(io::Error::other)?;
+        self.sender.ready().await.map_err(io::Error::other)?;
+        let response = self
+            .sender
+            .send_request(request)
+            .await
+            .map_err(io::Error::other)?;
+        let status = response.status().as_u16();
+        let mut fields = header_pairs(response.headers());
+        let collected = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(io::Error::other)?;
+        if let Some(trailers) = collected.trailers() {
+            fields.extend(header_pairs(trailers));
         }
         Ok(Response {
-            status: pending
-                .status
-                .ok_or_else(|| io::Error::other("response without :status"))?,
-            headers: pending.headers,
-            body: pending.body,
+            status,
+            headers: fields,
+            body: collected.to_bytes().to_vec(),
         })
-    }
-
-    async fn handle(
-        &mut self,
-        frame: Frame,
-        id: u32,
-        pending: &mut Pending,
-        stream_window: &mut i64,
-    ) -> io::Result<()> {
-        let Frame {
-            kind,
-            flags,
-            stream,
-            mut payload,
-        } = frame;
-        match kind {
-            DATA => {
-                let consumed = u32::try_from(payload.len()).map_err(io::Error::other)?;
-                if consumed > 0 {
-                    self.write_frame(WINDOW_UPDATE, 0, 0, &consumed.to_be_bytes())
-                        .await?;
-                }
-                strip_padding(&mut payload, flags)?;
-                if stream == id {
-                    pending.body.extend_from_slice(&payload);
-                    pending.done |= flags & END_STREAM != 0;
-                }
-            }
-            HEADERS => {
-                strip_padding(&mut payload, flags)?;
-                if flags & PRIORITY != 0 {
-                    payload.drain(..5.min(payload.len()));
-                }
-                let mut end_headers = flags & END_HEADERS != 0;
-                while !end_headers {
-                    let next = self.read_frame().await?;
-                    if next.kind != CONTINUATION || next.stream != stream {
-                        return Err(io::Error::other("expected CONTINUATION"));
-                    }
-                    payload.extend_from_slice(&next.payload);
-                    end_headers = next.flags & END_HEADERS != 0;
-                }
-                // Every block is decoded, to keep the dynamic table in step.
-                let fields = self.decoder.decode(&payload)?;
-                if stream == id {
-                    let status = fields
-                        .iter()
-                        .find(|(n, _)| n == ":status")
-                        .and_then(|(_, v)| v.parse::<u16>().ok());
-                    match (pending.status, status) {
-                        (_, Some(s)) if (100..200).contains(&s) => {}
-                        (None, Some(s)) => pending.status = Some(s),
-                        (None, None) => return Err(io::Error::other("HEADERS without :status")),
-                        // Trailers.
-                        (Some(_), _) => {}
-                    }
-                    pending
-                        .headers
-                        .extend(fields.into_iter().filter(|(n, _)| !n.starts_with(':')));
-                    pending.done |= flags & END_STREAM != 0;
-                }
-            }
-            RST_STREAM if stream == id && !pending.done => {
-                let code = payload
-                    .get(..4)
-                    .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-                return Err(io::Error::new(
-                    io::ErrorKind::ConnectionReset,
-                    format!("stream {id} reset by the server, code {code}"),
-                ));
-            }
-            SETTINGS if flags & ACK == 0 => {
-                for entry in payload.chunks_exact(6) {
-                    let key = u16::from_be_bytes([entry[0], entry[1]]);
-                    let value = u32::from_be_bytes([entry[2], entry[3], entry[4], entry[5]]);
-                    match key {
-                        0x4 => {
-                            let delta = i64::from(value) - self.initial_stream_window;
-                            *stream_window += delta;
-                            self.initial_stream_window = i64::from(value);
-                        }
-                        0x5 => self.max_frame = usize::try_from(value).unwrap_or(16_384),
-                        _ => {}
-                    }
-                }
-                self.write_frame(SETTINGS, ACK, 0, &[]).await?;
-            }
-            PING if flags & ACK == 0 => {
-                self.write_frame(PING, ACK, 0, &payload).await?;
-            }
-            GOAWAY => {
-                let last = payload.get(..4).map_or(0, |b| {
-                    u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & 0x7fff_ffff
-                });
-                self.goaway = Some(last);
-                if last < id && !pending.done {
-                    return Err(io::Error::new(
-                        io::ErrorKind::ConnectionAborted,
-                        format!("GOAWAY before stream {id} (last {last})"),
-                    ));
-                }
-            }
-            WINDOW_UPDATE => {
-                let inc = payload.get(..4).map_or(0, |b| {
-                    u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & 0x7fff_ffff
-                });
-                if stream == 0 {
-                    self.conn_window += i64::from(inc);
-                } else if stream == id {
-                    *stream_window += i64::from(inc);
-                }
-            }
-            _ => {}
-        }
-        Ok(())
     }
 }
 
-fn strip_padding(payload: &mut Vec<u8>, flags: u8) -> io::Result<()> {
-    if flags & PADDED != 0 {
-        let pad = usize::from(
-            *payload
-                .first()
-                .ok_or_else(|| io::Error::other("empty padded frame"))?,
-        );
-        if pad + 1 > payload.len() {
-            return Err(io::Error::other("padding longer than the frame"));
-        }
-        payload.truncate(payload.len() - pad);
-        payload.remove(0);
+impl Drop for H2 {
+    fn drop(&mut self) {
+        self.conn.abort();
     }
-    Ok(())
+}
+
+fn header_pairs(map: &HeaderMap) -> Vec<(String, String)> {
+    map.iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }

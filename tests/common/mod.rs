@@ -1,6 +1,7 @@
 //! Shared harness of the integration tests: the real webhook and admin servers on loopback
-//! (webhook over TLS, certificate in a kubelet-style Secret volume), hand-written HTTP/1.1 and
-//! HTTP/2 clients, fixtures, and helpers that apply a response's patch to a typed Pod.
+//! (webhook over TLS, certificate in a kubelet-style Secret volume), a hand-written HTTP/1.1
+//! client and hyper's HTTP/2 client, fixtures, and helpers that apply a response's patch to a
+//! typed Pod.
 #![allow(
     dead_code,
     unreachable_pub,
@@ -9,7 +10,6 @@
     clippy::panic
 )]
 
-pub mod hpack;
 pub mod http;
 
 use std::fs;
