@@ -216,3 +216,10 @@ impl ConfigMetrics {
         self.reloads.with_label_values(&[result.as_str()]).inc();
     }
 }
+
+/// The current Unix time in seconds, for timestamp gauges.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

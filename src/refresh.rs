@@ -5,14 +5,14 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::ecr::{Backoff, CacheRuleSource, EcrError, ErrorKind};
-use crate::metrics::{ReloadResult, RuleMetrics};
+use crate::metrics::{ReloadResult, RuleMetrics, unix_now};
 use crate::rules::{self, RuleSnapshot, RuleState};
 
 /// A known snapshot is kept through failed reads for this many intervals; after that the
@@ -164,12 +164,6 @@ fn expire(target: &ArcSwap<RuleSnapshot>, config: &Config) {
         );
         target.store(Arc::new(RuleSnapshot::unknown()));
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

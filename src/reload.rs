@@ -8,13 +8,13 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tracing::{info, warn};
 
 use crate::config::{Config, Overrides};
-use crate::metrics::{ConfigMetrics, ReloadResult};
+use crate::metrics::{ConfigMetrics, ReloadResult, unix_now};
 
 /// What one poll did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,12 +115,6 @@ impl ConfigReloader {
             }
         }
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
