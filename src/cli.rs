@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use kube::runtime::events::Reporter;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -19,6 +20,10 @@ use crate::config::{Config, Overrides};
 use crate::ecr::AwsEcr;
 use crate::metrics::Metrics;
 use crate::preview;
+use crate::reconciler;
+use crate::reconciler::run::{
+    LeaseOptions, Options as ReconcileOptions, Reconciler, ReconcilerMetrics,
+};
 use crate::refresh;
 use crate::reload::ConfigReloader;
 use crate::rules::{self, RuleState};
@@ -47,6 +52,52 @@ pub enum Command {
     Preview(PreviewArgs),
     /// List the ECR pull-through cache rules the map needs, and check them with --check.
     Rules(RulesArgs),
+    /// Watch opted-in Pods and publish Kubernetes Events when the rules they need are missing.
+    Reconciler(Box<ReconcilerArgs>),
+}
+
+/// `pullthrough reconciler`.
+#[derive(Debug, Args)]
+pub struct ReconcilerArgs {
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Address of the plain-HTTP admin endpoint (/healthz, /readyz, /metrics).
+    #[arg(long, env = "PULLTHROUGH_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
+    pub admin_listen: SocketAddr,
+    /// Label selector of the opted-in namespaces.
+    #[arg(
+        long,
+        env = "PULLTHROUGH_NAMESPACE_SELECTOR",
+        default_value = "pullthrough.dev/enabled=true"
+    )]
+    pub namespace_selector: String,
+    /// Name of the Lease that elects the one replica publishing Events.
+    #[arg(
+        long,
+        env = "PULLTHROUGH_LEASE_NAME",
+        default_value = "pullthrough-reconciler"
+    )]
+    pub lease_name: String,
+    /// How long the Lease holds without renewal.
+    #[arg(long, env = "PULLTHROUGH_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
+    /// The reconciler's own Deployment, which gets the summary Events.
+    #[arg(long, env = "PULLTHROUGH_DEPLOYMENT_NAME")]
+    pub deployment_name: Option<String>,
+    /// This replica's Pod name: its Lease identity and the Events' reporting instance
+    /// (default: the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+    /// The reconciler's namespace, home of the Lease (default: the client's namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub pod_namespace: Option<String>,
+    /// How often a Warning that still stands is published again.
+    #[arg(long, env = "PULLTHROUGH_EVENT_RESEND_INTERVAL", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub event_resend_interval: Duration,
+    /// How often the configuration file is checked for changes.
+    #[arg(long, env = "PULLTHROUGH_RELOAD_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub reload_interval: Duration,
 }
 
 /// `pullthrough rules`.
@@ -473,6 +524,118 @@ pub async fn run_webhook(args: Box<WebhookArgs>) -> anyhow::Result<()> {
     let _ = stop_webhook.send(true);
     while critical.join_next().await.is_some() {}
     let _ = stop_admin.send(true);
+    if let Err(e) = admin.await {
+        warn!(error = %e, "admin server task failed");
+    }
+    info!("stopped");
+    result
+}
+
+/// Runs the reconciler until SIGTERM, or until a critical task ends.
+pub async fn run_reconciler(args: Box<ReconcilerArgs>) -> anyhow::Result<()> {
+    let (config, raw_config) = args.config.load()?;
+    let metrics = Metrics::new().context("cannot register metrics")?;
+    let reconciler_metrics =
+        ReconcilerMetrics::register(metrics.registry()).context("cannot register metrics")?;
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot configure the Kubernetes client")?;
+    let namespace = args
+        .pod_namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let identity = args
+        .pod_name
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "pullthrough-reconciler".to_owned());
+    let state = AppState::new(config, metrics.clone());
+    let admin_listener = server::bind(args.admin_listen).await?;
+    info!(
+        admin = %admin_listener.local_addr()?,
+        namespace = %namespace,
+        identity = %identity,
+        selector = %args.namespace_selector,
+        "reconciler starting"
+    );
+
+    let (stop_tx, stop) = watch::channel(false);
+    let mut critical = JoinSet::new();
+    let admin = tokio::spawn(server::serve(
+        admin_listener,
+        None,
+        server::admin_router(state.clone()),
+        ServeOptions::default(),
+        wait_for(stop.clone()),
+    ));
+    let ecr = AwsEcr::from_env(
+        &state.config.load().region,
+        Some(state.config.load().account_id.clone()),
+    )
+    .await;
+    critical.spawn(refresh::run(
+        ecr,
+        state.config.clone(),
+        state.rules.clone(),
+        metrics.rules.clone(),
+        wait_for(stop.clone()),
+    ));
+    if let (Some(path), Some(raw)) = (&args.config.config, raw_config) {
+        critical.spawn(
+            ConfigReloader::new(
+                path.clone(),
+                args.config.overrides(),
+                state.config.clone(),
+                metrics.config.clone(),
+                raw,
+            )
+            .run(args.reload_interval, wait_for(stop.clone())),
+        );
+    }
+    let (leader, election) = reconciler::run::elect(
+        client.clone(),
+        LeaseOptions {
+            name: args.lease_name.clone(),
+            namespace: namespace.clone(),
+            identity: identity.clone(),
+            duration: args.lease_duration,
+        },
+        reconciler_metrics.clone(),
+        stop.clone(),
+    );
+    let reconciler = Reconciler {
+        client,
+        config: state.config.clone(),
+        rules: state.rules.clone(),
+        metrics: reconciler_metrics,
+        options: ReconcileOptions {
+            namespace_selector: args.namespace_selector.clone(),
+            own_namespace: namespace,
+            deployment: args.deployment_name.clone(),
+            resend_interval: args.event_resend_interval,
+            tick: Duration::from_secs(2),
+        },
+        reporter: Reporter {
+            controller: "pullthrough".to_owned(),
+            instance: Some(identity),
+        },
+        ready: state.ready.clone(),
+    };
+    critical.spawn(reconciler.run(leader, stop.clone()));
+    let terminated = server::termination_signal();
+
+    let result = tokio::select! {
+        () = terminated => Ok(()),
+        ended = critical.join_next() => {
+            Err(anyhow::anyhow!("a critical task ended unexpectedly: {ended:?}"))
+        }
+    };
+    state.ready.store(false, Ordering::Release);
+    let _ = stop_tx.send(true);
+    while critical.join_next().await.is_some() {}
+    if let Err(e) = election.await {
+        warn!(error = %e, "Lease task failed");
+    }
     if let Err(e) = admin.await {
         warn!(error = %e, "admin server task failed");
     }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod ecr;
 pub mod metrics;
 pub mod preview;
+pub mod reconciler;
 pub mod reference;
 pub mod refresh;
 pub mod reload;

@@ -1,0 +1,566 @@
+//! The reconciler's I/O: watchers on opted-in namespaces and their Pods, one long-lived
+//! [`Recorder`], and the Lease that decides which replica publishes.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use futures::{Stream, StreamExt as _};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Pod};
+use kube::runtime::WatchStreamExt as _;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource as _};
+use kube_lease_manager::LeaseManagerBuilder;
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use super::{ACTION, PodRecord, Publish, Severity, Target, Tracker, World};
+use crate::config::Config;
+use crate::ecr::Backoff;
+use crate::rules::RuleSnapshot;
+
+/// Namespaces whose Pods are never looked at, whatever their labels say (the webhook's
+/// configuration excludes them too).
+const ALWAYS_EXCLUDED: &str = "kube-system";
+/// However quiet things are, the reconciler looks again this often, for Warnings due to be
+/// re-sent.
+const RECHECK: Duration = Duration::from_mins(1);
+
+/// Metrics of the reconciler.
+#[derive(Clone)]
+pub struct ReconcilerMetrics {
+    /// Reconcile passes that planned Events.
+    pub runs: IntCounter,
+    /// Failures by kind (`pod_watch`, `namespace_watch`, `event_publish`, `lease`).
+    pub failures: IntCounterVec,
+    /// Events published, by reason.
+    pub events: IntCounterVec,
+    /// 1 while this replica holds the Lease and publishes Events.
+    pub leader: IntGauge,
+    /// Pods in opted-in namespaces being watched.
+    pub pods: IntGauge,
+    /// Warnings standing (published and not yet resolved).
+    pub standing: IntGauge,
+}
+
+impl ReconcilerMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let m = Self {
+            runs: IntCounter::new(
+                "reconcile_runs_total",
+                "Reconcile passes over the opted-in Pods",
+            )?,
+            failures: IntCounterVec::new(
+                Opts::new(
+                    "reconcile_failures_total",
+                    "Reconciler failures, by kind (pod_watch, namespace_watch, event_publish, lease)",
+                ),
+                &["kind"],
+            )?,
+            events: IntCounterVec::new(
+                Opts::new("events_total", "Kubernetes Events published, by reason"),
+                &["reason"],
+            )?,
+            leader: IntGauge::new(
+                "reconciler_leader",
+                "1 while this replica holds the Lease and publishes Events",
+            )?,
+            pods: IntGauge::new(
+                "reconciler_pods",
+                "Pods in opted-in namespaces seen by the reconciler",
+            )?,
+            standing: IntGauge::new(
+                "reconciler_standing_warnings",
+                "Warnings published and not yet resolved",
+            )?,
+        };
+        registry.register(Box::new(m.runs.clone()))?;
+        registry.register(Box::new(m.failures.clone()))?;
+        registry.register(Box::new(m.events.clone()))?;
+        registry.register(Box::new(m.leader.clone()))?;
+        registry.register(Box::new(m.pods.clone()))?;
+        registry.register(Box::new(m.standing.clone()))?;
+        Ok(m)
+    }
+
+    fn failure(&self, kind: &str) {
+        self.failures.with_label_values(&[kind]).inc();
+    }
+}
+
+/// How the reconciler runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Label selector of the opted-in namespaces.
+    pub namespace_selector: String,
+    /// The reconciler's own namespace: never looked at, and home of its Deployment.
+    pub own_namespace: String,
+    /// The reconciler's Deployment, which gets the summary Events; `None` for none.
+    pub deployment: Option<String>,
+    /// How often a standing Warning is re-sent.
+    pub resend_interval: Duration,
+    /// How often the reconcile loop wakes up to look for changes.
+    pub tick: Duration,
+}
+
+#[derive(Default)]
+struct Inventory {
+    pods: HashMap<String, PodRecord>,
+    pods_synced: bool,
+    namespaces: BTreeSet<String>,
+    namespaces_synced: bool,
+    /// Bumped on every change, so the loop knows when to look again.
+    generation: u64,
+    /// UIDs of Pods deleted since the loop last looked.
+    deleted: Vec<String>,
+}
+
+type Shared = Arc<Mutex<Inventory>>;
+
+fn lock(inventory: &Shared) -> std::sync::MutexGuard<'_, Inventory> {
+    // The inventory is plain data: a panic elsewhere cannot leave it half-updated in a way
+    // that matters more than stopping would.
+    inventory.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The reconciler, ready to run.
+pub struct Reconciler {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Configuration in force (reloaded elsewhere).
+    pub config: Arc<ArcSwap<Config>>,
+    /// Rule snapshot (refreshed elsewhere).
+    pub rules: Arc<ArcSwap<RuleSnapshot>>,
+    /// Metrics.
+    pub metrics: ReconcilerMetrics,
+    /// Options.
+    pub options: Options,
+    /// Who publishes the Events.
+    pub reporter: Reporter,
+    /// Set once both watchers have listed everything.
+    pub ready: Arc<AtomicBool>,
+}
+
+impl Reconciler {
+    /// Runs until `stop` turns true. Publishes only while `leader` is true.
+    pub async fn run(self, leader: watch::Receiver<bool>, stop: watch::Receiver<bool>) {
+        let inventory = Shared::default();
+        let pods = watch_pods(
+            Api::all(self.client.clone()),
+            inventory.clone(),
+            self.metrics.clone(),
+            stop.clone(),
+        );
+        let namespaces = watch_namespaces(
+            Api::all(self.client.clone()),
+            self.options.namespace_selector.clone(),
+            inventory.clone(),
+            self.metrics.clone(),
+            stop.clone(),
+        );
+        let reconcile = self.reconcile(inventory, leader, stop);
+        tokio::join!(pods, namespaces, reconcile);
+    }
+
+    async fn deployment_ref(&self) -> Option<ObjectReference> {
+        let name = self.options.deployment.as_deref()?;
+        let api: Api<Deployment> =
+            Api::namespaced(self.client.clone(), &self.options.own_namespace);
+        match api.get(name).await {
+            Ok(d) => Some(d.object_ref(&())),
+            Err(e) => {
+                warn!(deployment = name, error = %e, "cannot read the reconciler's Deployment; its summary Events will not show in kubectl describe");
+                Some(ObjectReference {
+                    api_version: Some("apps/v1".into()),
+                    kind: Some("Deployment".into()),
+                    name: Some(name.to_owned()),
+                    namespace: Some(self.options.own_namespace.clone()),
+                    ..ObjectReference::default()
+                })
+            }
+        }
+    }
+
+    async fn reconcile(
+        &self,
+        inventory: Shared,
+        leader: watch::Receiver<bool>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        let mut tracker = Tracker::new(self.options.resend_interval);
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_mins(5));
+        let mut retry_at: Option<Instant> = None;
+        let mut deployment: Option<Option<ObjectReference>> = None;
+        let mut last: Option<(u64, usize, usize)> = None;
+        let mut last_run = Instant::now();
+        let mut ticker = tokio::time::interval(self.options.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stopped(&mut stop) => break,
+                _ = ticker.tick() => {}
+            }
+            let is_leader = *leader.borrow();
+            self.metrics.leader.set(i64::from(is_leader));
+            let (synced, generation, deleted) = {
+                let mut inv = lock(&inventory);
+                (
+                    inv.pods_synced && inv.namespaces_synced,
+                    inv.generation,
+                    std::mem::take(&mut inv.deleted),
+                )
+            };
+            for uid in deleted {
+                tracker.forget(&uid);
+            }
+            if !synced {
+                continue;
+            }
+            self.ready.store(true, Ordering::Release);
+            let now = Instant::now();
+            if !is_leader || retry_at.is_some_and(|t| now < t) {
+                continue;
+            }
+            let config = self.config.load_full();
+            let rules = self.rules.load_full();
+            let signature = (
+                generation,
+                Arc::as_ptr(&config) as usize,
+                Arc::as_ptr(&rules) as usize,
+            );
+            if last == Some(signature) && last_run.elapsed() < RECHECK {
+                continue;
+            }
+            if deployment.is_none() {
+                deployment = Some(self.deployment_ref().await);
+            }
+            let summary_ref = deployment.clone().flatten();
+            let planned = {
+                let inv = lock(&inventory);
+                let pods: Vec<&PodRecord> = inv
+                    .pods
+                    .values()
+                    .filter(|p| {
+                        inv.namespaces.contains(&p.namespace)
+                            && p.namespace != self.options.own_namespace
+                            && p.namespace != ALWAYS_EXCLUDED
+                    })
+                    .collect();
+                self.metrics
+                    .pods
+                    .set(i64::try_from(pods.len()).unwrap_or(i64::MAX));
+                let world = World {
+                    config: &config,
+                    rules: &rules,
+                    pods: &pods,
+                };
+                tracker.plan(&world, summary_ref.is_some(), now)
+            };
+            self.metrics.runs.inc();
+            let mut failed = false;
+            for event in planned {
+                match publish(&recorder, &event, summary_ref.as_ref()).await {
+                    Ok(()) => {
+                        tracker.published(&event, Instant::now());
+                        self.metrics.events.with_label_values(&[event.reason]).inc();
+                        match &event.target {
+                            Target::Pod(p) => info!(
+                                reason = event.reason, namespace = %p.namespace, pod = %p.name,
+                                "event published"
+                            ),
+                            Target::Deployment => {
+                                info!(reason = event.reason, "summary event published");
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        self.metrics.failure("event_publish");
+                        let delay = backoff.next_delay();
+                        warn!(error = %e, retry_in = ?delay, "cannot publish an Event; retrying later");
+                        retry_at = Some(Instant::now() + delay);
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            if !failed {
+                backoff.reset();
+                retry_at = None;
+                last = Some(signature);
+                last_run = now;
+            }
+            self.metrics
+                .standing
+                .set(i64::try_from(tracker.standing()).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+async fn publish(
+    recorder: &Recorder,
+    event: &Publish,
+    deployment: Option<&ObjectReference>,
+) -> Result<(), kube::Error> {
+    let reference = match &event.target {
+        Target::Pod(p) => ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(p.name.clone()),
+            namespace: Some(p.namespace.clone()),
+            uid: Some(p.uid.clone()),
+            ..ObjectReference::default()
+        },
+        Target::Deployment => match deployment {
+            Some(d) => d.clone(),
+            None => return Ok(()),
+        },
+    };
+    recorder
+        .publish(
+            &Event {
+                type_: match event.severity {
+                    Severity::Normal => EventType::Normal,
+                    Severity::Warning => EventType::Warning,
+                },
+                reason: event.reason.to_owned(),
+                note: Some(event.note.clone()),
+                action: ACTION.to_owned(),
+                secondary: None,
+            },
+            &reference,
+        )
+        .await
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Feeds a watcher's events into the inventory through `apply`, until `stop`.
+async fn drive<K, S>(
+    stream: S,
+    what: &'static str,
+    metrics: &ReconcilerMetrics,
+    mut stop: watch::Receiver<bool>,
+    mut apply: impl FnMut(watcher::Event<K>),
+) where
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+{
+    let mut stream = std::pin::pin!(stream);
+    let mut failing = false;
+    loop {
+        let item = tokio::select! {
+            () = stopped(&mut stop) => break,
+            item = stream.next() => item,
+        };
+        match item {
+            Some(Ok(event)) => {
+                if std::mem::take(&mut failing) {
+                    info!(what, "watch recovered");
+                }
+                apply(event);
+            }
+            Some(Err(e)) => {
+                metrics.failure(what);
+                if failing {
+                    debug!(what, error = %e, "watch failing");
+                } else {
+                    warn!(what, error = %e, "watch failed; retrying with back-off");
+                    failing = true;
+                }
+            }
+            None => break,
+        }
+    }
+}
+
+async fn watch_pods(
+    api: Api<Pod>,
+    inventory: Shared,
+    metrics: ReconcilerMetrics,
+    stop: watch::Receiver<bool>,
+) {
+    // Finished Pods pull nothing more.
+    let config = watcher::Config::default()
+        .fields("status.phase!=Succeeded,status.phase!=Failed")
+        .any_semantic();
+    let stream = watcher(api, config).default_backoff();
+    let mut fresh: Option<HashMap<String, PodRecord>> = None;
+    drive(stream, "pod_watch", &metrics, stop, |event| {
+        let mut inv = lock(&inventory);
+        match event {
+            watcher::Event::Init => fresh = Some(HashMap::new()),
+            watcher::Event::InitApply(pod) => {
+                if let (Some(fresh), Some(record)) = (fresh.as_mut(), PodRecord::from_pod(&pod)) {
+                    fresh.insert(record.uid.clone(), record);
+                }
+            }
+            watcher::Event::InitDone => {
+                let fresh = fresh.take().unwrap_or_default();
+                let gone: Vec<String> = inv
+                    .pods
+                    .keys()
+                    .filter(|uid| !fresh.contains_key(*uid))
+                    .cloned()
+                    .collect();
+                inv.deleted.extend(gone);
+                inv.pods = fresh;
+                inv.pods_synced = true;
+                inv.generation += 1;
+            }
+            watcher::Event::Apply(pod) => {
+                if let Some(record) = PodRecord::from_pod(&pod)
+                    && inv.pods.get(&record.uid) != Some(&record)
+                {
+                    inv.pods.insert(record.uid.clone(), record);
+                    inv.generation += 1;
+                }
+            }
+            watcher::Event::Delete(pod) => {
+                if let Some(uid) = pod.metadata.uid
+                    && inv.pods.remove(&uid).is_some()
+                {
+                    inv.deleted.push(uid);
+                    inv.generation += 1;
+                }
+            }
+        }
+    })
+    .await;
+}
+
+async fn watch_namespaces(
+    api: Api<Namespace>,
+    selector: String,
+    inventory: Shared,
+    metrics: ReconcilerMetrics,
+    stop: watch::Receiver<bool>,
+) {
+    let stream = watcher(api, watcher::Config::default().labels(&selector)).default_backoff();
+    let mut fresh: Option<BTreeSet<String>> = None;
+    drive(stream, "namespace_watch", &metrics, stop, |event| {
+        let mut inv = lock(&inventory);
+        match event {
+            watcher::Event::Init => fresh = Some(BTreeSet::new()),
+            watcher::Event::InitApply(ns) => {
+                if let (Some(fresh), Some(name)) = (fresh.as_mut(), ns.metadata.name) {
+                    fresh.insert(name);
+                }
+            }
+            watcher::Event::InitDone => {
+                inv.namespaces = fresh.take().unwrap_or_default();
+                inv.namespaces_synced = true;
+                inv.generation += 1;
+            }
+            watcher::Event::Apply(ns) => {
+                if let Some(name) = ns.metadata.name
+                    && inv.namespaces.insert(name)
+                {
+                    inv.generation += 1;
+                }
+            }
+            watcher::Event::Delete(ns) => {
+                if let Some(name) = ns.metadata.name
+                    && inv.namespaces.remove(&name)
+                {
+                    inv.generation += 1;
+                }
+            }
+        }
+    })
+    .await;
+}
+
+/// Where and as whom to hold the Lease.
+#[derive(Debug, Clone)]
+pub struct LeaseOptions {
+    /// Lease name.
+    pub name: String,
+    /// Lease namespace.
+    pub namespace: String,
+    /// This replica's identity (its Pod name).
+    pub identity: String,
+    /// How long the Lease holds without renewal.
+    pub duration: Duration,
+}
+
+/// Takes part in the election for the Lease in the background. The channel says whether this
+/// replica holds it (false until it does); errors back off and never end the election. When
+/// `stop` turns true the Lease is released, so another replica takes over at once.
+pub fn elect(
+    client: Client,
+    lease: LeaseOptions,
+    metrics: ReconcilerMetrics,
+    mut stop: watch::Receiver<bool>,
+) -> (watch::Receiver<bool>, JoinHandle<()>) {
+    let (tx, rx) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+        let duration = lease.duration.as_secs().max(2);
+        // Renew a third of the way before expiry: clock skew and API latency stay inside it.
+        let grace = (duration / 3).max(1);
+        loop {
+            let built = LeaseManagerBuilder::new(client.clone(), &lease.name)
+                .with_namespace(&lease.namespace)
+                .with_identity(&lease.identity)
+                .with_duration(duration)
+                .with_grace(grace)
+                .build();
+            let manager = tokio::select! {
+                () = stopped(&mut stop) => return,
+                built = built => built,
+            };
+            let manager = match manager {
+                Ok(m) => m,
+                Err(e) => {
+                    metrics.failure("lease");
+                    let delay = backoff.next_delay();
+                    warn!(error = %e, retry_in = ?delay, "cannot set up the Lease");
+                    tokio::select! {
+                        () = stopped(&mut stop) => return,
+                        () = tokio::time::sleep(delay) => continue,
+                    }
+                }
+            };
+            backoff.reset();
+            let (mut held, handle) = manager.watch().await;
+            loop {
+                let holds = *held.borrow_and_update();
+                if *tx.borrow() != holds {
+                    if holds {
+                        info!(lease = %lease.name, identity = %lease.identity, "holding the Lease; publishing Events");
+                    } else {
+                        info!(lease = %lease.name, "not holding the Lease; another replica publishes Events");
+                    }
+                    let _ = tx.send(holds);
+                }
+                tokio::select! {
+                    () = stopped(&mut stop) => {
+                        // Dropping the receiver makes the manager release the Lease.
+                        drop(held);
+                        let _ = tx.send(false);
+                        let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
+                        return;
+                    }
+                    changed = held.changed() => if changed.is_err() { break },
+                }
+            }
+            // The manager's task ended: treat the Lease as lost and start again.
+            let _ = tx.send(false);
+            metrics.failure("lease");
+            warn!("the Lease manager stopped; starting again");
+            let _ = handle.await;
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+    });
+    (rx, task)
+}
