@@ -126,7 +126,7 @@ impl Metrics {
                     "rule_status",
                     "State of the ECR pull-through cache rule each mapped registry needs (1 = current state)",
                 ),
-                &["registry", "state"],
+                &["registry", "prefix", "state"],
             )?,
             refreshes: IntCounterVec::new(
                 Opts::new("rule_refreshes_total", "Reads of the ECR rules, by result"),

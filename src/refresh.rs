@@ -50,7 +50,7 @@ pub async fn fetch<S: CacheRuleSource>(
 }
 
 /// Publishes the states as gauges.
-pub fn record_states(metrics: &RuleMetrics, snapshot: &RuleSnapshot) {
+pub fn record_states(metrics: &RuleMetrics, config: &Config, snapshot: &RuleSnapshot) {
     const STATES: [&str; 4] = [
         "present",
         "missing",
@@ -59,10 +59,11 @@ pub fn record_states(metrics: &RuleMetrics, snapshot: &RuleSnapshot) {
     ];
     metrics.status.reset();
     for (registry, state) in snapshot.iter() {
+        let prefix = config.mapping(registry).map_or("", |m| m.ecr_prefix());
         for s in STATES {
             metrics
                 .status
-                .with_label_values(&[registry, s])
+                .with_label_values(&[registry, prefix, s])
                 .set(i64::from(state.kind() == s));
         }
     }
@@ -99,7 +100,7 @@ pub async fn run<S: CacheRuleSource>(
             match fetch(&source, &cfg).await {
                 Ok(snapshot) => {
                     log_changes(&target.load(), &snapshot);
-                    record_states(&metrics, &snapshot);
+                    record_states(&metrics, &cfg, &snapshot);
                     metrics
                         .refreshes
                         .with_label_values(&[ReloadResult::Success.as_str()])

@@ -489,3 +489,44 @@ fn preview_reads_stdin_and_prints_the_rewritten_yaml() {
         serde_json::json!({"app": "ghcr.io/org/app:1.2.3", "web": "nginx"})
     );
 }
+
+#[test]
+fn reconciler_without_a_cluster_exits_two_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = pullthrough()
+        .args(["reconciler", "--admin-listen", &free_addr().to_string()])
+        .env("KUBECONFIG", dir.path().join("missing-kubeconfig"))
+        .env("HOME", dir.path())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot configure the Kubernetes client"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn reconciler_rejects_a_bad_config_before_anything_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pullthrough.yaml");
+    fs::write(
+        &config,
+        "accountId: \"123456789012\"\nruleCheck:\n  interval: 1s\n",
+    )
+    .unwrap();
+    let out = pullthrough()
+        .arg("reconciler")
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("line 3"), "{stderr}");
+}

@@ -702,6 +702,16 @@ async fn ecr_standin_to_event_and_webhook() {
             |e| is_pod_event(e, "uid-web") && e.body["reason"] == "PullThroughCacheRuleMissing"
         )
     );
+    let rendered = r.metrics.render();
+    assert!(
+        rendered.contains(
+            "pullthrough_rule_status{prefix=\"docker-hub\",registry=\"docker.io\",state=\"missing\"} 1"
+        ),
+        "{rendered}"
+    );
+    assert!(rendered.contains(
+        "pullthrough_rule_status{prefix=\"quay\",registry=\"quay.io\",state=\"present\"} 1"
+    ));
     let body = std::fs::read("tests/fixtures/admission/pod-create-simple.json").unwrap();
     let (cfg, snap) = (config.load_full(), r.rules.load_full());
     let reviewed = pullthrough::admission::review(&cfg, &snap, &body).unwrap();
