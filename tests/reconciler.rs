@@ -112,6 +112,10 @@ struct Cluster {
     deployment_uid: Option<String>,
     /// Answer event writes with this status instead of accepting them.
     reject_events: Option<u16>,
+    /// Answer this many Pod lists with a 500 first.
+    failing_pod_lists: usize,
+    /// End every watch at once instead of keeping it open.
+    close_watches: bool,
     seen: Vec<Seen>,
     /// Open watch streams, kept so that watches stay open.
     watches: Vec<mpsc::UnboundedSender<Result<Frame<Bytes>, Infallible>>>,
@@ -166,7 +170,9 @@ fn answer(
     let watch = query.split('&').any(|kv| kv == "watch=true");
     if watch {
         let (tx, rx) = mpsc::unbounded();
-        c.watches.push(tx);
+        if !c.close_watches {
+            c.watches.push(tx);
+        }
         return Response::builder()
             .status(200)
             .header("content-type", "application/json")
@@ -175,6 +181,13 @@ fn answer(
     }
     let lease_path = format!("/apis/coordination.k8s.io/v1/namespaces/{OWN_NAMESPACE}/leases");
     match (method.as_str(), path) {
+        ("GET", "/api/v1/pods") if c.failing_pod_lists > 0 => {
+            c.failing_pod_lists -= 1;
+            reply(
+                500,
+                &json!({"kind": "Status", "apiVersion": "v1", "code": 500, "message": "etcd timeout"}),
+            )
+        }
         ("GET", "/api/v1/pods") => reply(200, &list("PodList", &c.pods)),
         ("GET", "/api/v1/namespaces") => reply(200, &list("NamespaceList", &c.namespaces)),
         ("GET", p)
@@ -315,9 +328,18 @@ impl Running {
     }
 }
 
-/// Starts the reconciler over `cluster` with `rules`; `leader` decides the Lease (a fixed
-/// answer, or `None` for a real election against the mocked server).
-fn start(cluster: Cluster, rules: RuleSnapshot, leader: Option<bool>) -> Running {
+/// Who holds the Lease in a scenario.
+enum Leader {
+    /// This replica, throughout.
+    Held,
+    /// As the test's channel says.
+    Given(watch::Receiver<bool>),
+    /// A real election against the mocked API server's Lease.
+    Elected,
+}
+
+/// Starts the reconciler over `cluster` with `rules`.
+fn start(cluster: Cluster, rules: RuleSnapshot, leader: Leader) -> Running {
     let cluster = Arc::new(Mutex::new(cluster));
     let client = api_server(cluster.clone());
     let metrics = Metrics::new().unwrap();
@@ -326,8 +348,9 @@ fn start(cluster: Cluster, rules: RuleSnapshot, leader: Option<bool>) -> Running
     let ready = Arc::new(AtomicBool::new(false));
     let (stop, stopped) = watch::channel(false);
     let leader = match leader {
-        Some(fixed) => watch::channel(fixed).1,
-        None => {
+        Leader::Held => watch::channel(true).1,
+        Leader::Given(rx) => rx,
+        Leader::Elected => {
             elect(
                 client.clone(),
                 LeaseOptions {
@@ -416,7 +439,7 @@ fn is_pod_event(seen: &Seen, uid: &str) -> bool {
 
 #[tokio::test]
 async fn warns_on_an_opted_in_pod_whose_rule_is_missing() {
-    let r = start(shop(), docker_hub_missing(), Some(true));
+    let r = start(shop(), docker_hub_missing(), Leader::Held);
     let events = r.wait_for_events(2).await;
     r.settle().await;
     let events_after = r.events();
@@ -523,7 +546,7 @@ async fn warns_on_an_opted_in_pod_whose_rule_is_missing() {
 
 #[tokio::test]
 async fn no_event_when_every_rule_exists() {
-    let r = start(shop(), all_present(), Some(true));
+    let r = start(shop(), all_present(), Leader::Held);
     r.wait_ready().await;
     r.wait_passes(1).await;
     // Changing nothing but the snapshot makes the reconciler look again.
@@ -536,7 +559,7 @@ async fn no_event_when_every_rule_exists() {
 
 #[tokio::test]
 async fn normal_events_when_the_rule_comes_back() {
-    let r = start(shop(), docker_hub_missing(), Some(true));
+    let r = start(shop(), docker_hub_missing(), Leader::Held);
     r.wait_for_events(2).await;
     r.rules.store(Arc::new(all_present()));
     let events = r.wait_for_events(4).await;
@@ -583,7 +606,7 @@ async fn nothing_is_published_without_the_lease() {
         "spec": {"holderIdentity": "reconciler-1", "leaseDurationSeconds": 3600,
                  "acquireTime": renew, "renewTime": renew},
     }));
-    let r = start(cluster, docker_hub_missing(), None);
+    let r = start(cluster, docker_hub_missing(), Leader::Elected);
     r.wait_ready().await;
     // Wait until the election has read the Lease, then give the loop time to act.
     for _ in 0..200 {
@@ -619,7 +642,7 @@ async fn nothing_is_published_without_the_lease() {
 
 #[tokio::test]
 async fn takes_a_free_lease_and_publishes() {
-    let r = start(shop(), docker_hub_missing(), None);
+    let r = start(shop(), docker_hub_missing(), Leader::Elected);
     r.wait_for_events(2).await;
     let lease = r.cluster.lock().unwrap().lease.clone();
     let lease = lease.expect("the Lease was created");
@@ -654,7 +677,7 @@ async fn takes_a_free_lease_and_publishes() {
 async fn failed_publications_are_retried_without_duplicates() {
     let mut cluster = shop();
     cluster.reject_events = Some(500);
-    let r = start(cluster, docker_hub_missing(), Some(true));
+    let r = start(cluster, docker_hub_missing(), Leader::Held);
     r.wait_for_events(1).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     // Backed off: one attempt, not one per tick.
@@ -683,7 +706,7 @@ async fn ecr_standin_to_event_and_webhook() {
         ..Script::default()
     })
     .await;
-    let r = start(shop(), RuleSnapshot::unknown(), Some(true));
+    let r = start(shop(), RuleSnapshot::unknown(), Leader::Held);
     let config = Arc::new(ArcSwap::from_pointee(config()));
     let (stop_refresh, refresh_stopped) = watch::channel(false);
     let refresher = tokio::spawn(refresh::run(
@@ -730,4 +753,65 @@ async fn ecr_standin_to_event_and_webhook() {
 
 fn now_rfc3339() -> String {
     k8s_openapi::jiff::Timestamp::now().to_string()
+}
+
+#[tokio::test]
+async fn api_errors_and_closed_watches_are_survived_without_duplicates() {
+    let mut cluster = shop();
+    cluster.failing_pod_lists = 1;
+    cluster.close_watches = true;
+    let r = start(cluster, docker_hub_missing(), Leader::Held);
+    r.wait_for_events(2).await;
+    // Closed watches are opened again, Pods are listed again; no Event is repeated.
+    for _ in 0..200 {
+        let watches = r
+            .cluster
+            .lock()
+            .unwrap()
+            .seen
+            .iter()
+            .filter(|s| s.path == "/api/v1/pods" && s.query.contains("watch=true"))
+            .count();
+        if watches >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    r.settle().await;
+    assert_eq!(r.events().len(), 2, "{:#?}", r.events());
+    let rendered = r.metrics.render();
+    assert!(
+        rendered.contains("pullthrough_reconcile_failures_total{kind=\"pod_watch\"} 1"),
+        "{rendered}"
+    );
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn losing_and_regaining_the_lease_repeats_nothing() {
+    let (lease, held) = watch::channel(true);
+    let r = start(shop(), docker_hub_missing(), Leader::Given(held));
+    r.wait_for_events(2).await;
+    lease.send(false).unwrap();
+    r.settle().await;
+    assert!(
+        r.metrics
+            .render()
+            .contains("pullthrough_reconciler_leader 0")
+    );
+    // While another replica holds it, the rule comes back and goes again: nothing from us.
+    r.rules.store(Arc::new(all_present()));
+    r.settle().await;
+    r.rules.store(Arc::new(docker_hub_missing()));
+    r.settle().await;
+    assert_eq!(r.events().len(), 2);
+    lease.send(true).unwrap();
+    r.settle().await;
+    assert_eq!(r.events().len(), 2, "{:#?}", r.events());
+    assert!(
+        r.metrics
+            .render()
+            .contains("pullthrough_reconciler_leader 1")
+    );
+    r.stop().await;
 }
