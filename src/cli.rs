@@ -481,30 +481,15 @@ pub async fn run_webhook(args: Box<WebhookArgs>) -> anyhow::Result<()> {
         CertReloader::new(paths, resolver, metrics.tls.clone(), cert_content)
             .run(args.reload_interval, wait_for(webhook_stopped.clone())),
     );
-    let ecr = AwsEcr::from_env(
-        &state.config.load().region,
-        Some(state.config.load().account_id.clone()),
+    spawn_background(
+        &mut critical,
+        &state,
+        &args.config,
+        raw_config,
+        args.reload_interval,
+        &webhook_stopped,
     )
     .await;
-    critical.spawn(refresh::run(
-        ecr,
-        state.config.clone(),
-        state.rules.clone(),
-        metrics.rules.clone(),
-        wait_for(webhook_stopped.clone()),
-    ));
-    if let (Some(path), Some(raw)) = (&args.config.config, raw_config) {
-        critical.spawn(
-            ConfigReloader::new(
-                path.clone(),
-                args.config.overrides(),
-                state.config.clone(),
-                metrics.config.clone(),
-                raw,
-            )
-            .run(args.reload_interval, wait_for(webhook_stopped)),
-        );
-    }
     let terminated = server::termination_signal();
     state.ready.store(true, Ordering::Release);
 
@@ -568,30 +553,15 @@ pub async fn run_reconciler(args: Box<ReconcilerArgs>) -> anyhow::Result<()> {
         ServeOptions::default(),
         wait_for(stop.clone()),
     ));
-    let ecr = AwsEcr::from_env(
-        &state.config.load().region,
-        Some(state.config.load().account_id.clone()),
+    spawn_background(
+        &mut critical,
+        &state,
+        &args.config,
+        raw_config,
+        args.reload_interval,
+        &stop,
     )
     .await;
-    critical.spawn(refresh::run(
-        ecr,
-        state.config.clone(),
-        state.rules.clone(),
-        metrics.rules.clone(),
-        wait_for(stop.clone()),
-    ));
-    if let (Some(path), Some(raw)) = (&args.config.config, raw_config) {
-        critical.spawn(
-            ConfigReloader::new(
-                path.clone(),
-                args.config.overrides(),
-                state.config.clone(),
-                metrics.config.clone(),
-                raw,
-            )
-            .run(args.reload_interval, wait_for(stop.clone())),
-        );
-    }
     let (leader, election) = reconciler::run::elect(
         client.clone(),
         LeaseOptions {
@@ -641,6 +611,42 @@ pub async fn run_reconciler(args: Box<ReconcilerArgs>) -> anyhow::Result<()> {
     }
     info!("stopped");
     result
+}
+
+/// Spawns what the webhook and the reconciler both run in the background: the ECR rule
+/// refresh, and the configuration reloader when the configuration comes from a file.
+async fn spawn_background(
+    critical: &mut JoinSet<()>,
+    state: &AppState,
+    config: &ConfigArgs,
+    raw_config: Option<Vec<u8>>,
+    reload_interval: Duration,
+    stop: &watch::Receiver<bool>,
+) {
+    let ecr = AwsEcr::from_env(
+        &state.config.load().region,
+        Some(state.config.load().account_id.clone()),
+    )
+    .await;
+    critical.spawn(refresh::run(
+        ecr,
+        state.config.clone(),
+        state.rules.clone(),
+        state.metrics.rules.clone(),
+        wait_for(stop.clone()),
+    ));
+    if let (Some(path), Some(raw)) = (&config.config, raw_config) {
+        critical.spawn(
+            ConfigReloader::new(
+                path.clone(),
+                config.overrides(),
+                state.config.clone(),
+                state.metrics.config.clone(),
+                raw,
+            )
+            .run(reload_interval, wait_for(stop.clone())),
+        );
+    }
 }
 
 async fn wait_for(mut rx: watch::Receiver<bool>) {

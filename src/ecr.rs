@@ -27,6 +27,19 @@ pub struct CacheRule {
     pub upstream_repository_prefix: Option<String>,
 }
 
+impl CacheRule {
+    /// A rule with a prefix and an upstream URL, and nothing else.
+    pub fn new(prefix: impl Into<String>, upstream_url: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+            upstream_url: upstream_url.into(),
+            upstream_registry: None,
+            credential_arn: None,
+            upstream_repository_prefix: None,
+        }
+    }
+}
+
 /// The answer of `ValidatePullThroughCacheRule`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Validation {

@@ -199,13 +199,7 @@ mod tests {
     }
 
     fn rule(prefix: &str, url: &str) -> CacheRule {
-        CacheRule {
-            prefix: prefix.into(),
-            upstream_url: url.into(),
-            upstream_registry: None,
-            credential_arn: None,
-            upstream_repository_prefix: None,
-        }
+        CacheRule::new(prefix, url)
     }
 
     fn config() -> Config {
@@ -276,7 +270,7 @@ mod tests {
         let gauge = metrics
             .rules
             .status
-            .with_label_values(&["docker.io", "present"])
+            .with_label_values(&["docker.io", "docker-hub", "present"])
             .get();
         assert_eq!(gauge, 1);
         assert_eq!(

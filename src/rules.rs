@@ -226,13 +226,7 @@ mod tests {
     }
 
     fn rule(prefix: &str, url: &str) -> CacheRule {
-        CacheRule {
-            prefix: prefix.into(),
-            upstream_url: url.into(),
-            upstream_registry: None,
-            credential_arn: None,
-            upstream_repository_prefix: None,
-        }
+        CacheRule::new(prefix, url)
     }
 
     #[test]

@@ -46,13 +46,7 @@ fn config() -> Config {
 }
 
 fn rule(prefix: &str, url: &str) -> CacheRule {
-    CacheRule {
-        prefix: prefix.into(),
-        upstream_url: url.into(),
-        upstream_registry: None,
-        credential_arn: None,
-        upstream_repository_prefix: None,
-    }
+    CacheRule::new(prefix, url)
 }
 
 /// A snapshot as a fetch of `rules` would give it.
