@@ -3,21 +3,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod ecr_support;
+mod kube_support;
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
-use futures::channel::mpsc;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt as _, Full, StreamBody};
-use hyper::body::Frame;
-use kube::client::Body;
+use http::Method;
 use kube::runtime::events::Reporter;
 use pullthrough::config::{Config, Overrides};
 use pullthrough::ecr::{AwsEcr, CacheRule};
@@ -27,12 +21,11 @@ use pullthrough::rules::{self, RuleSnapshot};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use kube_support::{Cluster, DEPLOYMENT, LEASE, OWN_NAMESPACE, Seen, namespace, pod, tower_client};
+
 const ACCOUNT: &str = "123456789012";
 const REGION: &str = "eu-west-1";
 const CACHE: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
-const OWN_NAMESPACE: &str = "pullthrough";
-const DEPLOYMENT: &str = "pullthrough-reconciler";
-const LEASE: &str = "pullthrough-reconciler";
 const IDENTITY: &str = "reconciler-0";
 
 fn config() -> Config {
@@ -63,194 +56,6 @@ fn all_present() -> RuleSnapshot {
 
 fn docker_hub_missing() -> RuleSnapshot {
     snapshot(&[rule("quay", "quay.io")])
-}
-
-fn pod(namespace: &str, name: &str, uid: &str, images: &[&str]) -> Value {
-    let containers: Vec<Value> = images
-        .iter()
-        .enumerate()
-        .map(|(i, image)| json!({"name": format!("c{i}"), "image": image}))
-        .collect();
-    json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "uid": uid, "resourceVersion": "5"},
-        "spec": {"containers": containers},
-    })
-}
-
-fn namespace(name: &str) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": name, "uid": format!("ns-{name}"), "resourceVersion": "3",
-                     "labels": {"pullthrough.dev/enabled": "true"}},
-    })
-}
-
-/// One request the mocked API server received.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: Method,
-    path: String,
-    query: String,
-    body: Value,
-}
-
-/// What the mocked API server holds.
-#[derive(Default)]
-struct Cluster {
-    pods: Vec<Value>,
-    namespaces: Vec<Value>,
-    lease: Option<Value>,
-    deployment_uid: Option<String>,
-    /// Answer event writes with this status instead of accepting them.
-    reject_events: Option<u16>,
-    /// Answer this many Pod lists with a 500 first.
-    failing_pod_lists: usize,
-    /// End every watch at once instead of keeping it open.
-    close_watches: bool,
-    seen: Vec<Seen>,
-    /// Open watch streams, kept so that watches stay open.
-    watches: Vec<mpsc::UnboundedSender<Result<Frame<Bytes>, Infallible>>>,
-}
-
-type Reply = Response<BoxBody<Bytes, Infallible>>;
-
-fn reply(status: u16, body: &Value) -> Reply {
-    Response::builder()
-        .status(StatusCode::from_u16(status).unwrap())
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())).boxed())
-        .unwrap()
-}
-
-fn not_found(what: &str) -> Reply {
-    reply(
-        404,
-        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                "reason": "NotFound", "code": 404, "message": format!("{what} not found")}),
-    )
-}
-
-fn list(kind: &str, items: &[Value]) -> Value {
-    json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "10"}, "items": items})
-}
-
-/// Merges `patch` into `target` the JSON-merge way (null removes a key).
-fn merge(target: &mut Value, patch: &Value) {
-    match (target, patch) {
-        (Value::Object(t), Value::Object(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        (t, p) => *t = p.clone(),
-    }
-}
-
-fn answer(
-    cluster: &Arc<Mutex<Cluster>>,
-    method: &Method,
-    path: &str,
-    query: &str,
-    body: &Value,
-) -> Reply {
-    let mut c = cluster.lock().unwrap();
-    let watch = query.split('&').any(|kv| kv == "watch=true");
-    if watch {
-        let (tx, rx) = mpsc::unbounded();
-        if !c.close_watches {
-            c.watches.push(tx);
-        }
-        return Response::builder()
-            .status(200)
-            .header("content-type", "application/json")
-            .body(StreamBody::new(rx).boxed())
-            .unwrap();
-    }
-    let lease_path = format!("/apis/coordination.k8s.io/v1/namespaces/{OWN_NAMESPACE}/leases");
-    match (method.as_str(), path) {
-        ("GET", "/api/v1/pods") if c.failing_pod_lists > 0 => {
-            c.failing_pod_lists -= 1;
-            reply(
-                500,
-                &json!({"kind": "Status", "apiVersion": "v1", "code": 500, "message": "etcd timeout"}),
-            )
-        }
-        ("GET", "/api/v1/pods") => reply(200, &list("PodList", &c.pods)),
-        ("GET", "/api/v1/namespaces") => reply(200, &list("NamespaceList", &c.namespaces)),
-        ("GET", p)
-            if p == format!(
-                "/apis/apps/v1/namespaces/{OWN_NAMESPACE}/deployments/{DEPLOYMENT}"
-            ) =>
-        {
-            match &c.deployment_uid {
-                Some(uid) => reply(
-                    200,
-                    &json!({"apiVersion": "apps/v1", "kind": "Deployment",
-                            "metadata": {"name": DEPLOYMENT, "namespace": OWN_NAMESPACE, "uid": uid}}),
-                ),
-                None => not_found("deployment"),
-            }
-        }
-        ("POST", p) if p.starts_with("/apis/events.k8s.io/v1/namespaces/") => {
-            if let Some(status) = c.reject_events {
-                return reply(
-                    status,
-                    &json!({"kind": "Status", "apiVersion": "v1", "code": status}),
-                );
-            }
-            reply(201, body)
-        }
-        ("PATCH", p) if p.starts_with("/apis/events.k8s.io/v1/namespaces/") => reply(200, body),
-        ("GET", p) if p == format!("{lease_path}/{LEASE}") => match &c.lease {
-            Some(l) => reply(200, l),
-            None => not_found("lease"),
-        },
-        ("POST", p) if p == lease_path => {
-            let mut lease = body.clone();
-            lease["metadata"]["resourceVersion"] = json!("1");
-            c.lease = Some(lease.clone());
-            reply(201, &lease)
-        }
-        ("PATCH", p) if p == format!("{lease_path}/{LEASE}") => match c.lease.as_mut() {
-            Some(lease) => {
-                merge(&mut lease["spec"], &body["spec"]);
-                reply(200, lease)
-            }
-            None => not_found("lease"),
-        },
-        _ => not_found(path),
-    }
-}
-
-/// A `kube::Client` over the mocked API server.
-fn api_server(cluster: Arc<Mutex<Cluster>>) -> kube::Client {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Reply>();
-    tokio::spawn(async move {
-        let mut handle = std::pin::pin!(handle);
-        while let Some((request, send)) = handle.next_request().await {
-            let (parts, body) = request.into_parts();
-            let bytes = body.collect_bytes().await.unwrap_or_default();
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let path = parts.uri.path().to_owned();
-            let query = parts.uri.query().unwrap_or_default().to_owned();
-            let response = answer(&cluster, &parts.method, &path, &query, &body);
-            cluster.lock().unwrap().seen.push(Seen {
-                method: parts.method,
-                path,
-                query,
-                body,
-            });
-            send.send_response(response);
-        }
-    });
-    kube::Client::new(service, "default")
 }
 
 struct Running {
@@ -335,7 +140,7 @@ enum Leader {
 /// Starts the reconciler over `cluster` with `rules`.
 fn start(cluster: Cluster, rules: RuleSnapshot, leader: Leader) -> Running {
     let cluster = Arc::new(Mutex::new(cluster));
-    let client = api_server(cluster.clone());
+    let client = tower_client(cluster.clone());
     let metrics = Metrics::new().unwrap();
     let reconciler_metrics = ReconcilerMetrics::register(metrics.registry()).unwrap();
     let rules = Arc::new(ArcSwap::from_pointee(rules));

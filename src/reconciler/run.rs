@@ -283,7 +283,8 @@ impl Reconciler {
                     }
                     Err(e) => {
                         self.metrics.failure("event_publish");
-                        let delay = backoff.next_delay();
+                        // Jittered, and never sooner than a second: the API server is in trouble.
+                        let delay = backoff.next_delay().max(Duration::from_secs(1));
                         warn!(error = %e, retry_in = ?delay, "cannot publish an Event; retrying later");
                         retry_at = Some(Instant::now() + delay);
                         failed = true;

@@ -1,0 +1,260 @@
+//! A mocked Kubernetes API server for the reconciler's tests: just enough of the core, apps,
+//! events.k8s.io and coordination.k8s.io APIs, answering from a [`Cluster`] and recording every
+//! request. Reached through a `tower-test` service behind a real `kube::Client`, or over
+//! plain HTTP on loopback for the binary.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::channel::mpsc;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt as _, Full, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::TokioIo;
+use kube::client::Body;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+/// The reconciler's namespace in every scenario.
+pub const OWN_NAMESPACE: &str = "pullthrough";
+/// The reconciler's Deployment.
+pub const DEPLOYMENT: &str = "pullthrough-reconciler";
+/// The Lease.
+pub const LEASE: &str = "pullthrough-reconciler";
+
+pub fn pod(namespace: &str, name: &str, uid: &str, images: &[&str]) -> Value {
+    let containers: Vec<Value> = images
+        .iter()
+        .enumerate()
+        .map(|(i, image)| json!({"name": format!("c{i}"), "image": image}))
+        .collect();
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "uid": uid, "resourceVersion": "5"},
+        "spec": {"containers": containers},
+    })
+}
+
+pub fn namespace(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "uid": format!("ns-{name}"), "resourceVersion": "3",
+                     "labels": {"pullthrough.dev/enabled": "true"}},
+    })
+}
+
+/// One request the mocked API server received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub body: Value,
+}
+
+/// What the mocked API server holds.
+#[derive(Default)]
+pub struct Cluster {
+    pub pods: Vec<Value>,
+    pub namespaces: Vec<Value>,
+    pub lease: Option<Value>,
+    pub deployment_uid: Option<String>,
+    /// Answer event writes with this status instead of accepting them.
+    pub reject_events: Option<u16>,
+    /// Answer this many Pod lists with a 500 first.
+    pub failing_pod_lists: usize,
+    /// End every watch at once instead of keeping it open.
+    pub close_watches: bool,
+    pub seen: Vec<Seen>,
+    /// Open watch streams, kept so that watches stay open.
+    pub watches: Vec<mpsc::UnboundedSender<Result<Frame<Bytes>, Infallible>>>,
+}
+
+pub type Reply = Response<BoxBody<Bytes, Infallible>>;
+
+pub fn reply(status: u16, body: &Value) -> Reply {
+    Response::builder()
+        .status(StatusCode::from_u16(status).unwrap())
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())).boxed())
+        .unwrap()
+}
+
+pub fn not_found(what: &str) -> Reply {
+    reply(
+        404,
+        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "reason": "NotFound", "code": 404, "message": format!("{what} not found")}),
+    )
+}
+
+pub fn list(kind: &str, items: &[Value]) -> Value {
+    json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "10"}, "items": items})
+}
+
+/// Merges `patch` into `target` the JSON-merge way (null removes a key).
+pub fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+pub fn answer(
+    cluster: &Arc<Mutex<Cluster>>,
+    method: &Method,
+    path: &str,
+    query: &str,
+    body: &Value,
+) -> Reply {
+    let mut c = cluster.lock().unwrap();
+    let watch = query.split('&').any(|kv| kv == "watch=true");
+    if watch {
+        let (tx, rx) = mpsc::unbounded();
+        if !c.close_watches {
+            c.watches.push(tx);
+        }
+        return Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(StreamBody::new(rx).boxed())
+            .unwrap();
+    }
+    let lease_path = format!("/apis/coordination.k8s.io/v1/namespaces/{OWN_NAMESPACE}/leases");
+    match (method.as_str(), path) {
+        ("GET", "/api/v1/pods") if c.failing_pod_lists > 0 => {
+            c.failing_pod_lists -= 1;
+            reply(
+                500,
+                &json!({"kind": "Status", "apiVersion": "v1", "code": 500, "message": "etcd timeout"}),
+            )
+        }
+        ("GET", "/api/v1/pods") => reply(200, &list("PodList", &c.pods)),
+        ("GET", "/api/v1/namespaces") => reply(200, &list("NamespaceList", &c.namespaces)),
+        ("GET", p)
+            if p == format!(
+                "/apis/apps/v1/namespaces/{OWN_NAMESPACE}/deployments/{DEPLOYMENT}"
+            ) =>
+        {
+            match &c.deployment_uid {
+                Some(uid) => reply(
+                    200,
+                    &json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                            "metadata": {"name": DEPLOYMENT, "namespace": OWN_NAMESPACE, "uid": uid}}),
+                ),
+                None => not_found("deployment"),
+            }
+        }
+        ("POST", p) if p.starts_with("/apis/events.k8s.io/v1/namespaces/") => {
+            if let Some(status) = c.reject_events {
+                return reply(
+                    status,
+                    &json!({"kind": "Status", "apiVersion": "v1", "code": status}),
+                );
+            }
+            reply(201, body)
+        }
+        ("PATCH", p) if p.starts_with("/apis/events.k8s.io/v1/namespaces/") => reply(200, body),
+        ("GET", p) if p == format!("{lease_path}/{LEASE}") => match &c.lease {
+            Some(l) => reply(200, l),
+            None => not_found("lease"),
+        },
+        ("POST", p) if p == lease_path => {
+            let mut lease = body.clone();
+            lease["metadata"]["resourceVersion"] = json!("1");
+            c.lease = Some(lease.clone());
+            reply(201, &lease)
+        }
+        ("PATCH", p) if p == format!("{lease_path}/{LEASE}") => match c.lease.as_mut() {
+            Some(lease) => {
+                merge(&mut lease["spec"], &body["spec"]);
+                reply(200, lease)
+            }
+            None => not_found("lease"),
+        },
+        _ => not_found(path),
+    }
+}
+
+/// A `kube::Client` over the mocked API server.
+pub fn tower_client(cluster: Arc<Mutex<Cluster>>) -> kube::Client {
+    let (service, requests) = tower_test::mock::pair::<Request<Body>, Reply>();
+    tokio::spawn(async move {
+        let mut requests = std::pin::pin!(requests);
+        while let Some((request, send)) = requests.next_request().await {
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect_bytes().await.unwrap_or_default();
+            send.send_response(handle(&cluster, parts.method, &parts.uri, &bytes));
+        }
+    });
+    kube::Client::new(service, "default")
+}
+
+/// Serves `cluster` over plain HTTP/1.1 on a loopback port, for a real binary to reach through
+/// a kubeconfig.
+pub async fn serve_http(cluster: Arc<Mutex<Cluster>>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let cluster = cluster.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let cluster = cluster.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let bytes = body
+                                .collect()
+                                .await
+                                .map(http_body_util::Collected::to_bytes)
+                                .unwrap_or_default();
+                            Ok::<_, Infallible>(handle(&cluster, parts.method, &parts.uri, &bytes))
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Answers one request and records it.
+fn handle(cluster: &Arc<Mutex<Cluster>>, method: Method, uri: &http::Uri, bytes: &[u8]) -> Reply {
+    let body: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
+    let path = uri.path().to_owned();
+    let query = uri.query().unwrap_or_default().to_owned();
+    let response = answer(cluster, &method, &path, &query, &body);
+    cluster.lock().unwrap().seen.push(Seen {
+        method,
+        path,
+        query,
+        body,
+    });
+    response
+}
