@@ -113,10 +113,18 @@ program's own defaults apply; account and region are required.
 {{- toYaml $config }}
 {{- end }}
 
-{{/* The certificate mode, with `auto` resolved. */}}
+{{/*
+The certificate mode, with `auto` resolved: a release whose CA the chart made
+keeps it (installing cert-manager later does not switch it), otherwise
+cert-manager when the cluster serves it.
+*/}}
 {{- define "pullthrough.tls.mode" -}}
 {{- if eq .Values.tls.mode "auto" }}
-{{- if .Capabilities.APIVersions.Has "cert-manager.io/v1" }}certManager{{ else }}helm{{ end }}
+{{- $ca := lookup "v1" "Secret" .Release.Namespace (printf "%s-ca" (include "pullthrough.webhook.fullname" .)) }}
+{{- if eq (dig "metadata" "labels" "app.kubernetes.io/managed-by" "" $ca) "Helm" }}helm
+{{- else if .Capabilities.APIVersions.Has "cert-manager.io/v1" }}certManager
+{{- else }}helm
+{{- end }}
 {{- else }}
 {{- .Values.tls.mode }}
 {{- end }}
