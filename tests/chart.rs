@@ -1045,42 +1045,15 @@ fn helm_mode_generates_a_ca_the_webhook_configuration_trusts_for_the_service_nam
     assert_eq!(data["ca.crt"].0, ca_bundle);
     assert!(data["tls.key"].0.starts_with(b"-----BEGIN"));
 
-    // Verify as the API server does: the service's DNS name, chained to the caBundle.
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in pem_certs(&ca_bundle) {
-        roots.add(cert).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier =
-        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-            .build()
-            .unwrap();
-    let chain = pem_certs(&data["tls.crt"].0);
-    for name in [
-        "pullthrough-webhook.pullthrough.svc",
-        "pullthrough-webhook.pullthrough.svc.cluster.local",
-    ] {
-        verifier
-            .verify_server_cert(
-                &chain[0],
-                &chain[1..],
-                &ServerName::try_from(name).unwrap(),
-                &[],
-                UnixTime::now(),
-            )
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-    }
-    assert!(
-        verifier
-            .verify_server_cert(
-                &chain[0],
-                &chain[1..],
-                &ServerName::try_from("other.pullthrough.svc").unwrap(),
-                &[],
-                UnixTime::now(),
-            )
-            .is_err()
-    );
+    // Verified as the API server does: the Service's DNS name, chained to the caBundle.
+    let cert = &data["tls.crt"].0;
+    assert!(is_trusted(&ca_bundle, cert, SERVICE_NAME));
+    assert!(is_trusted(
+        &ca_bundle,
+        cert,
+        "pullthrough-webhook.pullthrough.svc.cluster.local"
+    ));
+    assert!(!is_trusted(&ca_bundle, cert, "other.pullthrough.svc"));
 }
 
 #[test]
@@ -1252,4 +1225,330 @@ fn network_policies_admit_the_webhook_port_and_the_admin_ports() {
             .collect()
     );
     let _: NetworkPolicy = r.typed("NetworkPolicy", "pullthrough-reconciler");
+}
+
+// === upgrades: `lookup` against a stand-in API server ===
+
+/// A minimal Kubernetes API over plain HTTP on loopback, enough for `helm install
+/// --dry-run=server`: version and discovery for the chart's kinds, objects from `objects` by
+/// path, 404 for the rest. It lets the chart's `lookup` of its own Secrets be exercised as on
+/// an upgrade.
+struct FakeApi {
+    objects: Arc<Mutex<HashMap<String, Value>>>,
+    home: tempfile::TempDir,
+}
+
+impl FakeApi {
+    fn start(cert_manager: bool) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let objects: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
+        let mut groups = vec![
+            ("apps/v1", vec![("deployments", "Deployment", true)]),
+            (
+                "policy/v1",
+                vec![("poddisruptionbudgets", "PodDisruptionBudget", true)],
+            ),
+            (
+                "rbac.authorization.k8s.io/v1",
+                vec![
+                    ("clusterroles", "ClusterRole", false),
+                    ("clusterrolebindings", "ClusterRoleBinding", false),
+                    ("roles", "Role", true),
+                    ("rolebindings", "RoleBinding", true),
+                ],
+            ),
+            (
+                "admissionregistration.k8s.io/v1",
+                vec![(
+                    "mutatingwebhookconfigurations",
+                    "MutatingWebhookConfiguration",
+                    false,
+                )],
+            ),
+        ];
+        if cert_manager {
+            groups.push((
+                "cert-manager.io/v1",
+                vec![
+                    ("certificates", "Certificate", true),
+                    ("issuers", "Issuer", true),
+                ],
+            ));
+        }
+        let core = vec![
+            ("secrets", "Secret", true),
+            ("configmaps", "ConfigMap", true),
+            ("serviceaccounts", "ServiceAccount", true),
+            ("services", "Service", true),
+        ];
+        let resources = |group_version: &str, list: &[(&str, &str, bool)]| {
+            serde_json::json!({
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": group_version,
+                "resources": list.iter().map(|(name, kind, namespaced)| serde_json::json!({
+                    "name": name, "singularName": "", "namespaced": namespaced, "kind": kind,
+                    "verbs": ["get", "list", "create", "update", "patch", "delete"],
+                })).collect::<Vec<_>>(),
+            })
+        };
+        let mut fixed: HashMap<String, Value> = HashMap::new();
+        fixed.insert(
+            "/version".to_owned(),
+            serde_json::json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0"}),
+        );
+        fixed.insert(
+            "/api".to_owned(),
+            serde_json::json!({"kind": "APIVersions", "versions": ["v1"]}),
+        );
+        fixed.insert("/api/v1".to_owned(), resources("v1", &core));
+        let mut group_list = Vec::new();
+        for (group_version, list) in &groups {
+            let (group, version) = group_version.split_once('/').unwrap();
+            let gv = serde_json::json!({"groupVersion": group_version, "version": version});
+            group_list.push(serde_json::json!({
+                "name": group, "versions": [gv.clone()], "preferredVersion": gv,
+            }));
+            fixed.insert(
+                format!("/apis/{group_version}"),
+                resources(group_version, list),
+            );
+        }
+        fixed.insert(
+            "/apis".to_owned(),
+            serde_json::json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": group_list}),
+        );
+
+        let store = objects.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (fixed, store) = (fixed.clone(), store.clone());
+                std::thread::spawn(move || serve_connection(stream, &fixed, &store));
+            }
+        });
+
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(
+            home.path().join("kubeconfig"),
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: fake\n\
+                 clusters: [{{name: fake, cluster: {{server: 'http://{addr}'}}}}]\n\
+                 contexts: [{{name: fake, context: {{cluster: fake, user: fake}}}}]\n\
+                 users: [{{name: fake, user: {{}}}}]\n"
+            ),
+        )
+        .unwrap();
+        Self { objects, home }
+    }
+
+    /// Stores a Secret where a GET finds it, owned by the release as Helm leaves it.
+    fn put(&self, object: &Value) {
+        assert_eq!(object["kind"], "Secret");
+        let path = format!(
+            "/api/v1/namespaces/{}/secrets/{}",
+            object["metadata"]["namespace"].as_str().unwrap(),
+            object["metadata"]["name"].as_str().unwrap()
+        );
+        let mut stored = object.clone();
+        stored["metadata"]["annotations"] = serde_json::json!({
+            "meta.helm.sh/release-name": RELEASE,
+            "meta.helm.sh/release-namespace": NAMESPACE,
+        });
+        self.objects.lock().unwrap().insert(path, stored);
+    }
+
+    fn remove(&self, namespace: &str, name: &str) {
+        let path = format!("/api/v1/namespaces/{namespace}/secrets/{name}");
+        self.objects.lock().unwrap().remove(&path);
+    }
+
+    /// What `helm install --dry-run=server` (and so `helm upgrade`) would apply.
+    fn install(&self, helm: &Path, args: &[&str]) -> Rendered {
+        let home = self.home.path();
+        let output = Command::new(helm)
+            .current_dir(root())
+            .env("KUBECONFIG", home.join("kubeconfig"))
+            .env("KUBECACHEDIR", home.join("kube-cache"))
+            .env("HELM_CACHE_HOME", home.join("helm-cache"))
+            .env("HELM_CONFIG_HOME", home.join("helm-config"))
+            .env("HELM_DATA_HOME", home.join("helm-data"))
+            .args([
+                "install",
+                RELEASE,
+                "charts/pullthrough",
+                "--namespace",
+                NAMESPACE,
+            ])
+            .args([
+                "--dry-run=server",
+                "--disable-openapi-validation",
+                "-o",
+                "json",
+            ])
+            .args(["-f", "tests/chart/required-values.yaml"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "helm install --dry-run=server: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let release: Value = serde_json::from_slice(&output.stdout).unwrap();
+        Rendered::parse(release["manifest"].as_str().unwrap())
+    }
+}
+
+fn serve_connection(
+    stream: std::net::TcpStream,
+    fixed: &HashMap<String, Value>,
+    store: &Mutex<HashMap<String, Value>>,
+) {
+    use std::io::BufRead as _;
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut content_length = 0usize;
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                return;
+            }
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                content_length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; content_length];
+        if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+            return;
+        }
+        let mut parts = request_line.split_whitespace();
+        let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let path = target.split('?').next().unwrap_or("");
+        let found = if method == "GET" {
+            fixed
+                .get(path)
+                .cloned()
+                .or_else(|| store.lock().unwrap().get(path).cloned())
+                .or_else(|| {
+                    // Helm lists its release records, kept in Secrets.
+                    path.ends_with("/secrets").then(
+                        || serde_json::json!({"kind": "SecretList", "apiVersion": "v1", "items": []}),
+                    )
+                })
+        } else {
+            None
+        };
+        let (status, body) = match found {
+            Some(object) => ("200 OK", object),
+            None => (
+                "404 Not Found",
+                serde_json::json!({
+                    "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "reason": "NotFound", "code": 404,
+                }),
+            ),
+        };
+        let body = body.to_string();
+        let response = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if writer.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// Whether `cert_pem` chains to `ca_bundle` for `name`, as the API server checks it.
+fn is_trusted(ca_bundle: &[u8], cert_pem: &[u8], name: &str) -> bool {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in pem_certs(ca_bundle) {
+        roots.add(cert).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .unwrap();
+    let chain = pem_certs(cert_pem);
+    verifier
+        .verify_server_cert(
+            &chain[0],
+            &chain[1..],
+            &ServerName::try_from(name.to_owned()).unwrap(),
+            &[],
+            UnixTime::now(),
+        )
+        .is_ok()
+}
+
+fn serving_cert(secret: &Value) -> Vec<u8> {
+    typed::<Secret>(secret).data.unwrap()["tls.crt"].0.clone()
+}
+
+const SERVICE_NAME: &str = "pullthrough-webhook.pullthrough.svc";
+
+#[test]
+fn helm_mode_keeps_its_ca_and_certificate_across_upgrades() {
+    let Some(helm) = helm() else { return };
+    let api = FakeApi::start(false);
+    let args = ["--set", "tls.mode=helm"];
+
+    // First install: nothing to read back, a new CA and certificate.
+    let first = api.install(helm, &args);
+    let ca = first.get("Secret", "pullthrough-webhook-ca").clone();
+    let serving = first.get("Secret", "pullthrough-webhook-tls").clone();
+    let bundle = first.webhook().client_config.ca_bundle.unwrap().0;
+    assert!(is_trusted(&bundle, &serving_cert(&serving), SERVICE_NAME));
+
+    // An upgrade reads both back and changes nothing.
+    api.put(&ca);
+    api.put(&serving);
+    let second = api.install(helm, &args);
+    assert_eq!(second.get("Secret", "pullthrough-webhook-ca"), &ca);
+    assert_eq!(second.get("Secret", "pullthrough-webhook-tls"), &serving);
+    assert_eq!(second.webhook().client_config.ca_bundle.unwrap().0, bundle);
+
+    // Rotation: without the serving Secret, the kept CA signs a new certificate, and the
+    // caBundle the API server trusts stays as it is.
+    api.remove(NAMESPACE, "pullthrough-webhook-tls");
+    let third = api.install(helm, &args);
+    assert_eq!(third.get("Secret", "pullthrough-webhook-ca"), &ca);
+    let renewed = third.get("Secret", "pullthrough-webhook-tls");
+    assert_ne!(renewed["data"]["tls.key"], serving["data"]["tls.key"]);
+    assert_eq!(third.webhook().client_config.ca_bundle.unwrap().0, bundle);
+    assert!(is_trusted(&bundle, &serving_cert(renewed), SERVICE_NAME));
+}
+
+#[test]
+fn auto_mode_reads_the_cluster_and_keeps_chart_made_certificates() {
+    let Some(helm) = helm() else { return };
+    // A cluster with cert-manager: auto picks it.
+    let api = FakeApi::start(true);
+    let fresh = api.install(helm, &[]);
+    assert_eq!(fresh.all("Certificate").len(), 2);
+    assert!(fresh.all("Secret").is_empty());
+
+    // A release installed before cert-manager keeps the certificates the chart made.
+    let earlier = FakeApi::start(false).install(helm, &[]);
+    assert!(earlier.all("Certificate").is_empty());
+    let ca = earlier.get("Secret", "pullthrough-webhook-ca");
+    api.put(ca);
+    api.put(earlier.get("Secret", "pullthrough-webhook-tls"));
+    let upgraded = api.install(helm, &[]);
+    assert!(upgraded.all("Certificate").is_empty());
+    assert_eq!(upgraded.get("Secret", "pullthrough-webhook-ca"), ca);
 }
