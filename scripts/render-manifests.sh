@@ -11,7 +11,7 @@
 # docs/install.md shows how to put your own account and region in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=../.ci/helm.sh
+# shellcheck source=.ci/helm.sh
 source .ci/helm.sh
 find_helm
 

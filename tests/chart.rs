@@ -859,6 +859,8 @@ fn webhook_is_highly_available_by_default() {
     let deployment = r.webhook_deployment();
     let spec = deployment.spec.clone().unwrap();
     assert_eq!(spec.replicas, Some(2));
+    let rolling = spec.strategy.clone().unwrap().rolling_update.unwrap();
+    assert_eq!(rolling.max_unavailable, Some(IntOrString::Int(0)));
     let selector = spec.selector.match_labels.unwrap();
     let pdb: PodDisruptionBudget = r.typed("PodDisruptionBudget", "pullthrough-webhook");
     let pdb_spec = pdb.spec.unwrap();
@@ -911,6 +913,16 @@ fn host_network_moves_the_webhook_to_its_own_node_ports() {
         https.target_port,
         Some(IntOrString::String("https".to_owned()))
     );
+    // Old Pods hold the node ports, so a rollout cannot surge.
+    let rolling = deployment
+        .spec
+        .unwrap()
+        .strategy
+        .unwrap()
+        .rolling_update
+        .unwrap();
+    assert_eq!(rolling.max_surge, Some(IntOrString::Int(0)));
+    assert_eq!(rolling.max_unavailable, Some(IntOrString::Int(1)));
     // The reconciler is never called by the control plane and stays in the Pod network.
     assert!(pod_spec(&r.reconciler_deployment()).host_network.is_none());
 }
