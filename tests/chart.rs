@@ -737,6 +737,7 @@ fn both_deployments_run_as_numeric_non_root_with_a_read_only_root_and_no_capabil
         assert!(requests.contains_key("cpu") && requests.contains_key("memory"));
         assert!(resources.limits.unwrap().contains_key("memory"));
         assert!(spec.host_network.is_none());
+        assert_eq!(spec.enable_service_links, Some(false));
         assert_eq!(
             c.image.as_deref(),
             Some("registry.example.com/pullthrough:0.1.0")
