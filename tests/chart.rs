@@ -1067,6 +1067,9 @@ fn helm_mode_generates_a_ca_the_webhook_configuration_trusts_for_the_service_nam
         "pullthrough-webhook.pullthrough.svc.cluster.local"
     ));
     assert!(!is_trusted(&ca_bundle, cert, "other.pullthrough.svc"));
+    // And the webhook itself accepts the pair it will be given.
+    pullthrough::tls::load_certified_key(cert, &data["tls.key"].0)
+        .unwrap_or_else(|e| panic!("the webhook refuses the chart-made pair: {e}"));
 }
 
 #[test]
@@ -1544,6 +1547,10 @@ fn helm_mode_keeps_its_ca_and_certificate_across_upgrades() {
     assert_ne!(renewed["data"]["tls.key"], serving["data"]["tls.key"]);
     assert_eq!(third.webhook().client_config.ca_bundle.unwrap().0, bundle);
     assert!(is_trusted(&bundle, &serving_cert(renewed), SERVICE_NAME));
+    let renewed: Secret = typed(renewed);
+    let data = renewed.data.unwrap();
+    pullthrough::tls::load_certified_key(&data["tls.crt"].0, &data["tls.key"].0)
+        .unwrap_or_else(|e| panic!("the webhook refuses the renewed pair: {e}"));
 }
 
 #[test]
