@@ -1572,3 +1572,152 @@ fn auto_mode_reads_the_cluster_and_keeps_chart_made_certificates() {
     assert!(upgraded.all("Certificate").is_empty());
     assert_eq!(upgraded.get("Secret", "pullthrough-webhook-ca"), ca);
 }
+
+// === the chart's arguments against the program ===
+
+/// The container's command line as `pullthrough` would receive it.
+fn command_line(c: &Container) -> Vec<String> {
+    std::iter::once("pullthrough".to_owned())
+        .chain(c.args.clone().unwrap())
+        .collect()
+}
+
+#[test]
+fn webhook_args_parse_as_the_program_reads_them() {
+    use clap::Parser as _;
+    use pullthrough::cli::{Cli, Command as Sub};
+    let Some(r) = render(&["--set", "webhook.timeoutSeconds=3"]) else {
+        return;
+    };
+    let cli = Cli::try_parse_from(command_line(&container(&r.webhook_deployment())))
+        .unwrap_or_else(|e| panic!("pullthrough refuses the chart's webhook args: {e}"));
+    let Sub::Webhook(args) = cli.command else {
+        panic!("not the webhook subcommand");
+    };
+    assert_eq!(
+        args.config.config.as_deref(),
+        Some(Path::new("/etc/pullthrough/config.yaml"))
+    );
+    assert_eq!(
+        args.tls_cert_file.as_deref(),
+        Some(Path::new("/etc/pullthrough/tls/tls.crt"))
+    );
+    assert_eq!(
+        args.tls_key_file.as_deref(),
+        Some(Path::new("/etc/pullthrough/tls/tls.key"))
+    );
+    assert_eq!(args.listen.port(), 8443);
+    assert_eq!(args.admin_listen.port(), 8080);
+    assert_eq!(args.request_timeout, Duration::from_secs(2));
+}
+
+#[test]
+fn reconciler_args_parse_as_the_program_reads_them() {
+    use clap::Parser as _;
+    use pullthrough::cli::Cli;
+    let Some(r) = render(&[]) else { return };
+    let line = command_line(&container(&r.reconciler_deployment()));
+    // Until the program has the subcommand there is nothing to hold the args against.
+    if let Err(e) = Cli::try_parse_from(["pullthrough", "reconciler", "--help"])
+        && e.kind() == clap::error::ErrorKind::InvalidSubcommand
+    {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: this build has no reconciler subcommand to check {line:?} against"
+        );
+        return;
+    }
+    if let Err(e) = Cli::try_parse_from(&line) {
+        panic!("pullthrough refuses the chart's reconciler args {line:?}: {e}");
+    }
+}
+
+/// Runs the real binary with the chart's webhook args, configuration and generated
+/// certificate (paths moved to a temporary directory, loopback ports), until it is ready.
+#[test]
+fn webhook_starts_on_what_the_chart_gives_it() {
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let port = format!("webhook.port={}", ports[0]);
+    let admin = format!("webhook.adminPort={}", ports[1]);
+    let Some(r) = render(&[
+        "--set",
+        "tls.mode=helm",
+        "--set",
+        "bindAddress=127.0.0.1",
+        "--set",
+        &port,
+        "--set",
+        &admin,
+        // No AWS here: the rule check would only log its failures.
+        "--set",
+        "config.ruleCheck.enabled=false",
+    ]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tls")).unwrap();
+    let map: ConfigMap = r.typed("ConfigMap", "pullthrough");
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        &map.data.unwrap()["config.yaml"],
+    )
+    .unwrap();
+    let secret: Secret = r.typed("Secret", "pullthrough-webhook-tls");
+    let data = secret.data.unwrap();
+    std::fs::write(dir.path().join("tls/tls.crt"), &data["tls.crt"].0).unwrap();
+    std::fs::write(dir.path().join("tls/tls.key"), &data["tls.key"].0).unwrap();
+
+    let mount = dir.path().to_str().unwrap();
+    let args: Vec<String> = container(&r.webhook_deployment())
+        .args
+        .unwrap()
+        .into_iter()
+        .map(|a| a.replace("/etc/pullthrough", mount))
+        .collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pullthrough"))
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut ready = false;
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+            panic!("the webhook exited ({status}) on the chart's args {args:?}:\n{stderr}");
+        }
+        if admin_get(ports[1], "/readyz").is_some_and(|s| s.starts_with("HTTP/1.1 200")) {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(ready, "the webhook did not become ready on {args:?}");
+}
+
+/// A plain HTTP GET on the loopback admin port; the response head, or `None`.
+fn admin_get(port: u16, path: &str) -> Option<String> {
+    use std::io::Read as _;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
