@@ -1702,9 +1702,72 @@ fn webhook_starts_on_what_the_chart_gives_it() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Call it as the API server would: the Service's name, checked against the caBundle.
+    let mutated = ready.then(|| {
+        let ca_bundle = r.webhook().client_config.ca_bundle.unwrap().0;
+        let review =
+            std::fs::read(root().join("tests/fixtures/admission/pod-create-simple.json")).unwrap();
+        post_mutate(ports[0], &ca_bundle, &review)
+    });
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(ready, "the webhook did not become ready on {args:?}");
+    let review = mutated.unwrap();
+    let response = &review["response"];
+    assert_eq!(response["allowed"], true, "{review}");
+    assert_eq!(response["patchType"], "JSONPatch", "{review}");
+    let patch = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        response["patch"].as_str().unwrap(),
+    )
+    .unwrap();
+    let patch = String::from_utf8(patch).unwrap();
+    assert!(
+        patch
+            .contains("123456789012.dkr.ecr.eu-west-1.amazonaws.com/docker-hub/library/nginx:1.27"),
+        "{patch}"
+    );
+}
+
+/// POSTs an AdmissionReview to `/mutate` over TLS, trusting only `ca_bundle` and expecting
+/// the webhook Service's name, and returns the decoded answer.
+fn post_mutate(port: u16, ca_bundle: &[u8], review: &[u8]) -> Value {
+    use std::io::Read as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in pem_certs(ca_bundle) {
+        roots.add(cert).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connection = rustls::ClientConnection::new(
+        Arc::new(config),
+        ServerName::try_from(SERVICE_NAME).unwrap(),
+    )
+    .unwrap();
+    let socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, socket);
+    write!(
+        tls,
+        "POST /mutate HTTP/1.1\r\nHost: {SERVICE_NAME}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        review.len()
+    )
+    .unwrap();
+    tls.write_all(review).unwrap();
+    let mut response = Vec::new();
+    // The server may close without close_notify once the response is out.
+    let _ = tls.read_to_end(&mut response);
+    let response = String::from_utf8(response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
 /// A plain HTTP GET on the loopback admin port; the response head, or `None`.
