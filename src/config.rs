@@ -1028,6 +1028,18 @@ mod tests {
     }
 
     #[test]
+    fn lone_carriage_returns_are_line_breaks_for_error_lines() {
+        // Found by fuzzing: YAML breaks lines at a lone CR as well, so the line an error
+        // names counts those too (an editor showing old Mac line endings agrees).
+        let err =
+            load("accountId: \"123456789012\"\rregion: eu-west-1\rregistries\r\r").unwrap_err();
+        let line = err.line().unwrap();
+        assert!(line >= 3, "{err}");
+        assert!(line <= 5, "{err}");
+        assert!(load("accountId: \"123456789012\"\r\nregion: eu-west-1\r\n").is_ok());
+    }
+
+    #[test]
     fn an_interval_beyond_a_day_is_refused_and_staleness_never_overflows() {
         // 200 billion years parses as a Duration; three of them overflowed the staleness limit
         // and ended the refresh task with a panic.
