@@ -30,9 +30,18 @@ fuzz_target!(|data: &[u8]| {
             .unwrap_or_else(|e| panic!("{s:?} prints as {printed:?}, which does not parse: {e}"));
         assert_eq!(again, r, "{s:?} -> {printed:?}");
         assert_eq!(again.to_string(), printed);
-        assert!(r.registry().len() + 1 + r.repository().len() <= 255, "{s:?}");
-        assert!(r.tag().is_none_or(|t| !t.is_empty() && t.len() <= 128), "{s:?}");
-        assert_eq!(printed, format!("{}/{}{}", r.registry(), r.repository(), r.suffix()));
+        assert!(
+            r.registry().len() + 1 + r.repository().len() <= 255,
+            "{s:?}"
+        );
+        assert!(
+            r.tag().is_none_or(|t| !t.is_empty() && t.len() <= 128),
+            "{s:?}"
+        );
+        assert_eq!(
+            printed,
+            format!("{}/{}{}", r.registry(), r.repository(), r.suffix())
+        );
     }
     for (c, r) in SETUPS.iter() {
         check_decision(c, r, s);

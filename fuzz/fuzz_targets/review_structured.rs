@@ -27,15 +27,21 @@ static SETUPS: LazyLock<Vec<(Config, [RuleSnapshot; 2])>> = LazyLock::new(|| {
 });
 
 const FIXTURES: &[&str] = &[
-    include_str!("../../tests/fixtures/admission/pod-create-by-replicaset-controller-deployment-with-sidecar.json"),
+    include_str!(
+        "../../tests/fixtures/admission/pod-create-by-replicaset-controller-deployment-with-sidecar.json"
+    ),
     include_str!("../../tests/fixtures/admission/pod-create-dryrun-apply.json"),
     include_str!("../../tests/fixtures/admission/pod-create-dryrun-server-side-apply.json"),
     include_str!("../../tests/fixtures/admission/pod-create-generatename-ownerref-direct.json"),
-    include_str!("../../tests/fixtures/admission/pod-create-initcontainers-native-sidecar-multi-container.json"),
+    include_str!(
+        "../../tests/fixtures/admission/pod-create-initcontainers-native-sidecar-multi-container.json"
+    ),
     include_str!("../../tests/fixtures/admission/pod-create-kubectl-run.json"),
     include_str!("../../tests/fixtures/admission/pod-create-simple.json"),
     include_str!("../../tests/fixtures/admission/pod-update-dryrun-annotate.json"),
-    include_str!("../../tests/fixtures/admission/pod-update-ephemeralcontainers-kubectl-debug.json"),
+    include_str!(
+        "../../tests/fixtures/admission/pod-update-ephemeralcontainers-kubectl-debug.json"
+    ),
     include_str!("../../tests/fixtures/admission/pod-update-ephemeralcontainers-raw-put.json"),
     include_str!("../../tests/fixtures/admission/pod-update-label.json"),
 ];
@@ -91,8 +97,18 @@ enum Component {
 impl Component {
     fn text(&self) -> String {
         const KNOWN: &[&str] = &[
-            "nginx", "library", "bitnami", "redis", "team", "app", "cloudnative-pg", "a__b",
-            "x-y", "a.b", "postgresql", "debug",
+            "nginx",
+            "library",
+            "bitnami",
+            "redis",
+            "team",
+            "app",
+            "cloudnative-pg",
+            "a__b",
+            "x-y",
+            "a.b",
+            "postgresql",
+            "debug",
         ];
         match self {
             Self::Known(i) => KNOWN[usize::from(*i) % KNOWN.len()].to_owned(),
@@ -143,7 +159,11 @@ impl Image {
             } => {
                 let mut s = registry.text();
                 let parts: Vec<String> = path.iter().take(8).map(Component::text).collect();
-                s.push_str(&if parts.is_empty() { "nginx".to_owned() } else { parts.join("/") });
+                s.push_str(&if parts.is_empty() {
+                    "nginx".to_owned()
+                } else {
+                    parts.join("/")
+                });
                 if let Some(tag) = tag {
                     s.push(':');
                     match tag {
@@ -158,8 +178,12 @@ impl Image {
                 if let Some(digest) = digest {
                     s.push('@');
                     match digest {
-                        Digest::Sha256(b) => s.push_str(&format!("sha256:{}", format!("{b:02x}").repeat(32))),
-                        Digest::Sha512(b) => s.push_str(&format!("sha512:{}", format!("{b:02x}").repeat(64))),
+                        Digest::Sha256(b) => {
+                            s.push_str(&format!("sha256:{}", format!("{b:02x}").repeat(32)))
+                        }
+                        Digest::Sha512(b) => {
+                            s.push_str(&format!("sha512:{}", format!("{b:02x}").repeat(64)))
+                        }
                         Digest::Raw(d) => s.push_str(d),
                     }
                 }
@@ -265,7 +289,10 @@ fn list_name(list: u8) -> &'static str {
 }
 
 fn container<'v>(pod: &'v mut Value, list: u8, index: u8) -> Option<&'v mut Map<String, Value>> {
-    let items = pod.get_mut("spec")?.get_mut(list_name(list))?.as_array_mut()?;
+    let items = pod
+        .get_mut("spec")?
+        .get_mut(list_name(list))?
+        .as_array_mut()?;
     if items.is_empty() {
         return None;
     }
@@ -394,16 +421,22 @@ fn wrap(pod: Value, kind: &Kind) -> (Value, &'static str, &'static str, &'static
             "v1",
             "CronJob",
         ),
-        Kind::Service => (json!({"apiVersion": "v1", "kind": "Service"}), "", "v1", "Service"),
+        Kind::Service => (
+            json!({"apiVersion": "v1", "kind": "Service"}),
+            "",
+            "v1",
+            "Service",
+        ),
         _ => (template, "", "v1", "Pod"),
     }
 }
 
 fuzz_target!(|input: Input| {
-    let mut review: Value = match serde_json::from_str(FIXTURES[usize::from(input.fixture) % FIXTURES.len()]) {
-        Ok(v) => v,
-        Err(e) => panic!("fixture does not parse: {e}"),
-    };
+    let mut review: Value =
+        match serde_json::from_str(FIXTURES[usize::from(input.fixture) % FIXTURES.len()]) {
+            Ok(v) => v,
+            Err(e) => panic!("fixture does not parse: {e}"),
+        };
     let mut pod = review["request"]["object"].take();
     let mut old = review["request"]["oldObject"].take();
     if old.is_null() {
@@ -416,7 +449,8 @@ fuzz_target!(|input: Input| {
     for edit in input.old_edits.iter().take(8) {
         apply(&mut old, &mut scratch, edit);
     }
-    let had_old = !review["request"]["oldObject"].is_null() || input.old_edits.iter().any(|e| matches!(e, Edit::CopyToOld));
+    let had_old = !review["request"]["oldObject"].is_null()
+        || input.old_edits.iter().any(|e| matches!(e, Edit::CopyToOld));
 
     let request = &mut review["request"];
     match &input.kind {
@@ -473,7 +507,15 @@ fuzz_target!(|input: Input| {
             }
         }
         Envelope::DropRequestField(i) => {
-            const FIELDS: &[&str] = &["uid", "kind", "operation", "object", "oldObject", "namespace", "name"];
+            const FIELDS: &[&str] = &[
+                "uid",
+                "kind",
+                "operation",
+                "object",
+                "oldObject",
+                "namespace",
+                "name",
+            ];
             if let Some(r) = review["request"].as_object_mut() {
                 r.remove(FIELDS[usize::from(i) % FIELDS.len()]);
             }

@@ -78,7 +78,10 @@ pub fn check_decision(config: &Config, rules: &RuleSnapshot, image: &str) {
         };
         assert_eq!(old.tag(), new.tag(), "{image}");
         assert_eq!(old.digest(), new.digest(), "{image}");
-        assert!(new.repository().ends_with(old.repository().rsplit('/').next().unwrap_or("")));
+        assert!(
+            new.repository()
+                .ends_with(old.repository().rsplit('/').next().unwrap_or(""))
+        );
     }
 }
 
@@ -140,15 +143,18 @@ pub fn check_review(config: &Config, rules: &RuleSnapshot, body: &[u8]) -> Optio
     let body = parsed.unwrap_or_else(|| panic!("a patch for a body that is not JSON"));
     let before = body["request"]["object"].clone();
     let mut after = before.clone();
-    json_patch::patch(&mut after, &patch)
-        .unwrap_or_else(|e| panic!("patch does not apply: {e}\npatch: {patch:?}\nobject: {before}"));
+    json_patch::patch(&mut after, &patch).unwrap_or_else(|e| {
+        panic!("patch does not apply: {e}\npatch: {patch:?}\nobject: {before}")
+    });
     check_only_images_and_record_changed(config, rules, &before, &after);
 
     // A second pass over a created Pod changes nothing (reinvocation is safe).
     let request = &body["request"];
     let is_pod_create = request["operation"] == "CREATE"
         && request["kind"]["kind"] == "Pod"
-        && request.get("subResource").is_none_or(|s| s.is_null() || s == "");
+        && request
+            .get("subResource")
+            .is_none_or(|s| s.is_null() || s == "");
     if is_pod_create {
         let mut again = body.clone();
         again["request"]["object"] = after.clone();
@@ -165,7 +171,11 @@ pub fn check_review(config: &Config, rules: &RuleSnapshot, body: &[u8]) -> Optio
 }
 
 const LISTS: [&str; 3] = ["containers", "initContainers", "ephemeralContainers"];
-const POD_PATHS: [&[&str]; 3] = [&[], &["spec", "template"], &["spec", "jobTemplate", "spec", "template"]];
+const POD_PATHS: [&[&str]; 3] = [
+    &[],
+    &["spec", "template"],
+    &["spec", "jobTemplate", "spec", "template"],
+];
 
 type Diff = (Vec<String>, Option<Value>, Option<Value>);
 
@@ -213,13 +223,20 @@ pub fn check_only_images_and_record_changed(
     diff(Some(before), Some(after), &mut Vec::new(), &mut diffs);
     for (path, old, new) in &diffs {
         let allowed = POD_PATHS.iter().any(|pod| {
-            let Some(rest) = path.strip_prefix(&pod.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()[..]) else {
+            let Some(rest) =
+                path.strip_prefix(&pod.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()[..])
+            else {
                 return false;
             };
             let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
             match rest.as_slice() {
-                ["spec", list, index, "image"] if LISTS.contains(list) && index.parse::<usize>().is_ok() => {
-                    match (old.as_ref().and_then(Value::as_str), new.as_ref().and_then(Value::as_str)) {
+                ["spec", list, index, "image"]
+                    if LISTS.contains(list) && index.parse::<usize>().is_ok() =>
+                {
+                    match (
+                        old.as_ref().and_then(Value::as_str),
+                        new.as_ref().and_then(Value::as_str),
+                    ) {
                         (Some(_), Some(image)) => {
                             check_rewritten(config, rules, image);
                             true
@@ -240,9 +257,13 @@ pub fn check_only_images_and_record_changed(
                     absent(old.as_ref())
                         && new.as_ref().and_then(Value::as_object).is_some_and(|m| {
                             m.len() == 1
-                                && m.get("annotations").and_then(Value::as_object).is_some_and(|a| {
-                                    a.len() == 1 && a.get(ORIGINAL_IMAGES_ANNOTATION).is_some_and(is_record)
-                                })
+                                && m.get("annotations").and_then(Value::as_object).is_some_and(
+                                    |a| {
+                                        a.len() == 1
+                                            && a.get(ORIGINAL_IMAGES_ANNOTATION)
+                                                .is_some_and(is_record)
+                                    },
+                                )
                         })
                 }
                 _ => false,
