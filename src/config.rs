@@ -1029,14 +1029,17 @@ mod tests {
 
     #[test]
     fn lone_carriage_returns_are_line_breaks_for_error_lines() {
-        // Found by fuzzing: YAML breaks lines at a lone CR as well, so the line an error
-        // names counts those too (an editor showing old Mac line endings agrees).
+        // Found by fuzzing: YAML breaks lines at a lone CR (and NEL, U+2028, U+2029) as well,
+        // so the line an error names counts those too, as an editor that shows them does.
         let err =
             load("accountId: \"123456789012\"\rregion: eu-west-1\rregistries\r\r").unwrap_err();
         let line = err.line().unwrap();
         assert!(line >= 3, "{err}");
         assert!(line <= 5, "{err}");
         assert!(load("accountId: \"123456789012\"\r\nregion: eu-west-1\r\n").is_ok());
+        // So does the Unicode line separator inside a quoted scalar left open.
+        let err = load("accountId: \"1\u{2028}2\u{2028}3").unwrap_err();
+        assert_eq!(err.line(), Some(3), "{err}");
     }
 
     #[test]

@@ -33,8 +33,11 @@ fuzz_target!(|data: &[u8]| {
             let _ = e.to_string();
             let _ = e.kind();
             if let Some(line) = e.line() {
-                // YAML also breaks lines at a lone CR, which `str::lines` does not.
-                let lines = text.split(['\n', '\r']).count();
+                // YAML also breaks lines at a lone CR, NEL, and the Unicode line and paragraph
+                // separators, which `str::lines` does not.
+                let lines = text
+                    .split(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}'])
+                    .count();
                 assert!(line >= 1 && line <= lines + 1, "line {line}: {e}");
             }
         }
