@@ -1261,6 +1261,87 @@ mod tests {
     }
 
     #[test]
+    fn refusals_never_echo_pod_env_or_annotation_values() {
+        let c = config("");
+        let secret = "s3cr3t-hunter2";
+        let object = json!({"metadata": {"name": "p", "annotations": {"note": secret}},
+            "spec": {"containers": [{"name": "a", "image": "nginx", "env": [{"name": "PASSWORD", "value": secret}]}]}});
+        let mut broken: Vec<Value> = Vec::new();
+        // uid readable: an invalid response; then no uid: HTTP 400. Each body is malformed
+        // somewhere other than the secret.
+        for (field, value) in [
+            ("dryRun", json!("yes")),
+            ("operation", json!(7)),
+            ("kind", json!("Pod")),
+            ("uid", json!(42)),
+        ] {
+            let mut body: Value = serde_json::from_slice(&review_json(
+                "CREATE",
+                ("", "Pod"),
+                object.clone(),
+                Value::Null,
+            ))
+            .unwrap();
+            body["request"][field] = value;
+            broken.push(body);
+        }
+        let mut wrong_image = object.clone();
+        wrong_image["spec"]["containers"][0]["image"] = json!({"ref": secret});
+        broken.push(
+            serde_json::from_slice(&review_json(
+                "CREATE",
+                ("", "Pod"),
+                wrong_image,
+                Value::Null,
+            ))
+            .unwrap(),
+        );
+        for body in broken {
+            let text = match review(
+                &c,
+                &RuleSnapshot::unknown(),
+                &serde_json::to_vec(&body).unwrap(),
+            ) {
+                Ok(r) => {
+                    assert_eq!(r.outcome, Outcome::Invalid, "{body}");
+                    r.response.status.unwrap().message
+                }
+                Err(e) => e.to_string(),
+            };
+            assert!(!text.contains(secret), "{text}");
+        }
+    }
+
+    #[test]
+    fn unread_fields_with_invalid_utf8_do_not_stop_the_rewrite() {
+        // Found by fuzzing: serde skips the fields the handler does not read without checking
+        // their UTF-8, so such a body is answered like any other (the API server never sends
+        // one). A bad byte in a field that is read makes the request unreadable instead.
+        let c = config("");
+        let mut body = review_json(
+            "CREATE",
+            ("", "Pod"),
+            json!({"metadata": {"name": "p", "managedFields": [{"manager": "XX"}]},
+                   "spec": {"containers": [{"name": "a", "image": "nginx"}]}}),
+            Value::Null,
+        );
+        let at = body.windows(2).position(|w| w == b"XX").unwrap();
+        body[at] = 0x92;
+        let r = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
+        assert_eq!(r.outcome, Outcome::Patched);
+
+        let mut body = review_json(
+            "CREATE",
+            ("", "Pod"),
+            pod(json!([{"name": "a", "image": "ngXnx"}])),
+            Value::Null,
+        );
+        let at = body.windows(4).position(|w| w == b"ngXn").unwrap();
+        body[at + 2] = 0x92;
+        assert!(review(&c, &RuleSnapshot::unknown(), &body).is_err());
+    }
+
+    #[test]
     fn long_warnings_are_truncated() {
         let s = truncate("é".repeat(300));
         assert!(s.len() <= WARNING_MAX_LEN);

@@ -85,6 +85,19 @@ pub struct RuleCheck {
     pub validate_credentials: bool,
 }
 
+impl RuleCheck {
+    /// Longest interval accepted: the rules are read at least daily, or not at all.
+    pub const MAX_INTERVAL: std::time::Duration = std::time::Duration::from_hours(24);
+
+    /// How long a snapshot is trusted through failed reads:
+    /// [`STALE_AFTER_INTERVALS`](crate::refresh::STALE_AFTER_INTERVALS) intervals. Saturates
+    /// rather than overflowing, whatever the interval.
+    pub fn stale_after(&self) -> std::time::Duration {
+        self.interval
+            .saturating_mul(crate::refresh::STALE_AFTER_INTERVALS)
+    }
+}
+
 impl Default for RuleCheck {
     fn default() -> Self {
         Self {
@@ -527,6 +540,16 @@ impl ConfigFile {
                     "ruleCheck.interval",
                     format!(
                         "{} is too often; ECR throttles, use 10s or more",
+                        humantime::format_duration(interval)
+                    ),
+                    "interval",
+                ));
+            }
+            if interval > RuleCheck::MAX_INTERVAL {
+                return Err(invalid(
+                    "ruleCheck.interval",
+                    format!(
+                        "{} is too long; use 24h or less, or enabled: false to stop checking",
                         humantime::format_duration(interval)
                     ),
                     "interval",
@@ -1002,6 +1025,41 @@ mod tests {
         let err = load("ruleCheck:\n  interval: 1s\n").unwrap_err();
         assert_eq!(err.line(), Some(2), "{err}");
         assert!(load("ruleCheck:\n  interval: soon\n").is_err());
+    }
+
+    #[test]
+    fn lone_carriage_returns_are_line_breaks_for_error_lines() {
+        // Found by fuzzing: YAML breaks lines at a lone CR (and NEL, U+2028, U+2029) as well,
+        // so the line an error names counts those too, as an editor that shows them does.
+        let err =
+            load("accountId: \"123456789012\"\rregion: eu-west-1\rregistries\r\r").unwrap_err();
+        let line = err.line().unwrap();
+        assert!(line >= 3, "{err}");
+        assert!(line <= 5, "{err}");
+        assert!(load("accountId: \"123456789012\"\r\nregion: eu-west-1\r\n").is_ok());
+        // So does the Unicode line separator inside a quoted scalar left open.
+        let err = load("accountId: \"1\u{2028}2\u{2028}3").unwrap_err();
+        assert_eq!(err.line(), Some(3), "{err}");
+    }
+
+    #[test]
+    fn an_interval_beyond_a_day_is_refused_and_staleness_never_overflows() {
+        // 200 billion years parses as a Duration; three of them overflowed the staleness limit
+        // and ended the refresh task with a panic.
+        let err = load("ruleCheck:\n  interval: 200000000000y\n").unwrap_err();
+        assert!(err.to_string().contains("24h or less"), "{err}");
+        assert_eq!(err.line(), Some(2), "{err}");
+        assert!(load("ruleCheck:\n  interval: 24h\n").is_ok());
+        assert!(load("ruleCheck:\n  interval: 25h\n").is_err());
+        let huge = RuleCheck {
+            interval: std::time::Duration::MAX,
+            ..RuleCheck::default()
+        };
+        assert_eq!(huge.stale_after(), std::time::Duration::MAX);
+        assert_eq!(
+            RuleCheck::default().stale_after(),
+            std::time::Duration::from_mins(15)
+        );
     }
 
     #[test]

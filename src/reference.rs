@@ -25,8 +25,9 @@ use thiserror::Error;
 pub const DOCKER_HUB: &str = "docker.io";
 const LEGACY_DOCKER_HUB: &str = "index.docker.io";
 const OFFICIAL_REPO_PREFIX: &str = "library/";
-/// Longest name (registry and repository) the grammar accepts.
-const NAME_MAX_LEN: usize = 255;
+/// Longest name (registry, `/` and repository) the grammar accepts; container runtimes refuse
+/// longer ones.
+pub const NAME_MAX_LEN: usize = 255;
 /// Longest tag the grammar accepts.
 const TAG_MAX_LEN: usize = 128;
 

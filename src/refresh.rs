@@ -157,7 +157,7 @@ fn expire(target: &ArcSwap<RuleSnapshot>, config: &Config) {
     let Some(fetched) = target.load().fetched_at else {
         return;
     };
-    let limit = config.rule_check.interval * STALE_AFTER_INTERVALS;
+    let limit = config.rule_check.stale_after();
     if fetched.elapsed().is_ok_and(|age| age > limit) {
         warn!(
             age_limit = ?limit,

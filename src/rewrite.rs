@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::config::{Config, DigestPolicy, ECR_REPOSITORY_MAX_LEN, Mapping, UnknownRules};
-use crate::reference::{Reference, ReferenceError};
+use crate::reference::{NAME_MAX_LEN, Reference, ReferenceError};
 use crate::rules::{RuleSnapshot, RuleState};
 
 /// What happens to one image.
@@ -36,6 +36,12 @@ pub enum SkipReason {
         /// Length the repository name would have.
         len: usize,
     },
+    /// The rewritten image name (registry host and repository) would exceed the 255
+    /// characters container runtimes accept, so the Pod could not pull it.
+    NameTooLong {
+        /// Length the name would have.
+        len: usize,
+    },
     /// ECR-to-ECR rule: the repository is outside the rule's upstream repository prefix.
     OutsideUpstreamPrefix,
     /// A Pod update that leaves this image as it was: rewriting it would restart the container.
@@ -61,6 +67,7 @@ impl SkipReason {
             Self::DigestPinned => "digest_pinned",
             Self::InvalidReference(_) => "invalid_reference",
             Self::RepositoryTooLong { .. } => "repository_too_long",
+            Self::NameTooLong { .. } => "name_too_long",
             Self::OutsideUpstreamPrefix => "outside_upstream_prefix",
             Self::UnchangedOnUpdate => "unchanged_on_update",
             Self::RuleUnusable { state, .. } => match state {
@@ -92,6 +99,10 @@ impl fmt::Display for SkipReason {
             Self::RepositoryTooLong { len } => write!(
                 f,
                 "the ECR repository name would be {len} characters, over ECR's {ECR_REPOSITORY_MAX_LEN}"
+            ),
+            Self::NameTooLong { len } => write!(
+                f,
+                "the rewritten image name would be {len} characters, over the {NAME_MAX_LEN} container runtimes accept"
             ),
             Self::OutsideUpstreamPrefix => {
                 f.write_str("outside the upstream repository prefix of its cache rule")
@@ -195,6 +206,13 @@ pub fn decide<'c>(config: &'c Config, rules: &RuleSnapshot, image: &str) -> Verd
             },
             Some(mapping),
         );
+    }
+
+    // The runtime parses the rewritten name with the same grammar: past 255 characters the
+    // Pod would fail with InvalidImageName, so the image stays on its upstream.
+    let name_len = config.registry_host.len() + 1 + repository_len;
+    if name_len > NAME_MAX_LEN {
+        return skip(SkipReason::NameTooLong { len: name_len }, Some(mapping));
     }
 
     let mut out = String::with_capacity(config.registry_host.len() + repository_len + 80);
@@ -349,12 +367,44 @@ mod tests {
             decision(&c, &image),
             Decision::Skip(SkipReason::RepositoryTooLong { len: 31 + 247 })
         );
-        // With the short default prefix it fits.
-        assert!(matches!(
+        // With the short default prefix the ECR repository fits, but the whole name would not.
+        assert_eq!(
             decision(&config(""), &image),
-            Decision::Rewrite(_)
-        ));
+            Decision::Skip(SkipReason::NameTooLong {
+                len: HOST.len() + 1 + 7 + 247
+            })
+        );
     }
+
+    #[test]
+    fn rewritten_name_longer_than_runtimes_accept_is_left_alone() {
+        // Found by fuzzing: the rewrite kept the ECR repository within 256 characters, but with
+        // the 45-character registry host the image name passed the 255 characters container
+        // runtimes accept, and the Pod would have failed with InvalidImageName.
+        let c = config("registries:\n  ghcr.io: abcdefghijklmnopqrstuvwxyz0123\n");
+        let image = CRASH_LONG_NAME;
+        let Decision::Skip(SkipReason::NameTooLong { len }) = decision(&c, image) else {
+            panic!("{:?}", decision(&c, image));
+        };
+        assert!(len > NAME_MAX_LEN);
+
+        // The longest name that fits is rewritten, one character more is not.
+        let fits = NAME_MAX_LEN - HOST.len() - 1 - "github/".len();
+        let path = |n: usize| format!("ghcr.io/{}/{}", "a".repeat(100), "b".repeat(n - 101));
+        let Decision::Rewrite(out) = decision(&config(""), &path(fits)) else {
+            panic!("{fits} characters should fit");
+        };
+        assert_eq!(out.len(), NAME_MAX_LEN);
+        assert!(Reference::parse(&out).is_ok());
+        assert_eq!(
+            decision(&config(""), &path(fits + 1)),
+            Decision::Skip(SkipReason::NameTooLong {
+                len: NAME_MAX_LEN + 1
+            })
+        );
+    }
+
+    const CRASH_LONG_NAME: &str = "ghcr.io/4r.io/a__b/c-d--e/f.gnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn_hcr/i_io/c__b/c-d--e-e/f.g_hcr/i_o/a__b/c-d--e/f";
 
     #[test]
     fn known_missing_or_broken_rules_are_not_used() {

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -18,12 +18,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt as _;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::admission::{self, Reviewed};
@@ -81,12 +80,11 @@ impl Default for Limits {
 
 /// The admission router: `POST /mutate`.
 pub fn webhook_router(state: AppState, limits: Limits) -> Router {
-    let timeout = limits.request_timeout;
     Router::new()
         .route(MUTATE_PATH, post(mutate))
         .layer(DefaultBodyLimit::max(limits.body_limit))
         .layer(middleware::from_fn(move |req: Request, next: Next| {
-            deadline(timeout, req, next)
+            deadline(limits, req, next)
         }))
         .with_state(state)
 }
@@ -100,7 +98,18 @@ pub fn admin_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn deadline(timeout: Duration, req: Request, next: Next) -> Response {
+/// Refuses a body announced larger than the limit before reading any of it, then bounds the
+/// time to read and answer the request.
+async fn deadline(limits: Limits, req: Request, next: Next) -> Response {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|len| len > limits.body_limit as u64) {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
+    }
+    let timeout = limits.request_timeout;
     if let Ok(response) = tokio::time::timeout(timeout, next.run(req)).await {
         response
     } else {
@@ -201,8 +210,8 @@ fn record(metrics: &Metrics, reviewed: &Reviewed<'_>) {
 pub struct ServeOptions {
     /// Time allowed for a TLS handshake.
     pub handshake_timeout: Duration,
-    /// Time allowed for an HTTP/1 request head; also how long an idle keep-alive connection
-    /// is kept.
+    /// Time allowed for an HTTP/1 request head; also how long a connection (HTTP/1.1 or
+    /// HTTP/2) is kept with no request in flight, from the end of its TLS handshake on.
     pub header_read_timeout: Duration,
     /// Most connections served at once; further ones wait in the listen backlog.
     pub max_connections: usize,
@@ -242,8 +251,10 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .keep_alive_interval(Duration::from_secs(20))
         .max_concurrent_streams(256);
-    let graceful = GracefulShutdown::new();
+    // Every live connection holds a permit: the semaphore bounds them, and getting all the
+    // permits back at shutdown means every connection has closed.
     let permits = Arc::new(Semaphore::new(options.max_connections));
+    let (closing, closing_rx) = watch::channel(false);
     let local = listener.local_addr().ok();
     tokio::pin!(shutdown);
 
@@ -271,9 +282,9 @@ pub async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let watcher = graceful.watcher();
+        let closing = closing_rx.clone();
         let builder = builder.clone();
-        let service = TowerToHyperService::new(router.clone());
+        let router = router.clone();
         let tls = tls.clone();
         let span = info_span!("conn", %peer);
         tokio::spawn(
@@ -297,39 +308,129 @@ pub async fn serve(
                                 return;
                             }
                         };
-                        serve_io(&builder, stream, service, watcher).await;
+                        serve_io(&builder, stream, router, options, closing).await;
                     }
-                    None => serve_io(&builder, tcp, service, watcher).await,
+                    None => serve_io(&builder, tcp, router, options, closing).await,
                 }
             }
             .instrument(span),
         );
     }
     drop(listener);
+    closing.send_replace(true);
     debug!(
         ?local,
-        connections = graceful.count(),
+        connections = options.max_connections - permits.available_permits(),
         "draining connections"
     );
+    let all = u32::try_from(options.max_connections).unwrap_or(u32::MAX);
     tokio::select! {
-        () = graceful.shutdown() => debug!(?local, "all connections closed"),
+        _ = permits.acquire_many(all) => debug!(?local, "all connections closed"),
         () = tokio::time::sleep(options.drain_timeout) => {
             warn!(?local, "connections still open after the drain timeout");
         }
     }
 }
 
+/// What a connection is doing: requests in flight, and when the last one ended.
+struct Activity {
+    opened: Instant,
+    in_flight: AtomicUsize,
+    last_ended_ms: AtomicU64,
+}
+
+/// One request in flight on a connection; its end is recorded on drop.
+struct InFlight(Arc<Activity>);
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            opened: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_ended_ms: AtomicU64::new(0),
+        })
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+
+    /// When the connection counts as idle for `timeout`: `None` while a request is in flight.
+    fn idle_deadline(&self, timeout: Duration) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let last = Duration::from_millis(self.last_ended_ms.load(Ordering::Acquire));
+        Some(self.opened + last + timeout)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let ms = u64::try_from(self.0.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.last_ended_ms.fetch_max(ms, Ordering::AcqRel);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Serves one connection until it ends. It is closed gracefully when the server shuts down,
+/// and when it has had no request in flight for the header-read timeout: neither hyper's
+/// HTTP/2 server nor the protocol detection before the first request has a timeout of its own,
+/// so without this a client that connects and sends nothing would hold its connection slot
+/// for ever.
 async fn serve_io<I>(
     builder: &auto::Builder<TokioExecutor>,
     io: I,
-    service: TowerToHyperService<Router>,
-    watcher: hyper_util::server::graceful::Watcher,
+    router: Router,
+    options: ServeOptions,
+    mut closing: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let activity = Activity::new();
+    let service = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let in_flight = activity.begin();
+            let call = router.clone().oneshot(req);
+            async move {
+                let response = call.await;
+                drop(in_flight);
+                response
+            }
+        })
+    };
     let conn = builder.serve_connection(TokioIo::new(io), service);
-    if let Err(e) = watcher.watch(conn.into_owned()).await {
-        debug!(error = %e, "connection ended with an error");
+    tokio::pin!(conn);
+    let idle_timeout = options.header_read_timeout;
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
+    let mut shutting_down = false;
+    loop {
+        tokio::select! {
+            ended = conn.as_mut() => {
+                if let Err(e) = ended {
+                    debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = closing.wait_for(|c| *c), if !shutting_down => {
+                conn.as_mut().graceful_shutdown();
+                shutting_down = true;
+            }
+            () = &mut idle, if !shutting_down => {
+                match activity.idle_deadline(idle_timeout) {
+                    Some(at) if at <= Instant::now() => {
+                        debug!("closing a connection idle for {idle_timeout:?}");
+                        conn.as_mut().graceful_shutdown();
+                        shutting_down = true;
+                    }
+                    Some(at) => idle.as_mut().reset(at.into()),
+                    None => idle.as_mut().reset((Instant::now() + idle_timeout).into()),
+                }
+            }
+        }
     }
 }
 

@@ -340,6 +340,207 @@ async fn sigterm_with_a_request_in_flight_fails_readiness_then_drains_it_and_exi
     );
 }
 
+/// An HTTP/2 request whose body is half sent: finish it with `rest`, then read the answer.
+struct H2InFlight {
+    body_tx: tokio::sync::mpsc::Sender<Result<hyper::body::Frame<bytes::Bytes>, std::io::Error>>,
+    response: tokio::task::JoinHandle<hyper::Result<hyper::Response<hyper::body::Incoming>>>,
+    _conn: tokio::task::JoinHandle<()>,
+}
+
+impl H2InFlight {
+    async fn start(connector: &tokio_rustls::TlsConnector, addr: SocketAddr, first: &[u8]) -> Self {
+        use http_body_util::BodyExt as _;
+        let stream = http::connect_tls(connector, addr, "localhost")
+            .await
+            .unwrap();
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        let conn = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let (body_tx, mut rx) = tokio::sync::mpsc::channel(4);
+        body_tx
+            .send(Ok(hyper::body::Frame::data(bytes::Bytes::copy_from_slice(
+                first,
+            ))))
+            .await
+            .unwrap();
+        let body =
+            http_body_util::StreamBody::new(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+        let request = hyper::Request::post(format!("https://localhost{MUTATE_PATH}"))
+            .header("content-type", "application/json")
+            .body(body.boxed())
+            .unwrap();
+        sender.ready().await.unwrap();
+        let response = tokio::spawn(sender.send_request(request));
+        Self {
+            body_tx,
+            response,
+            _conn: conn,
+        }
+    }
+
+    async fn finish(self, rest: &[u8]) -> http::Response {
+        use http_body_util::BodyExt as _;
+        self.body_tx
+            .send(Ok(hyper::body::Frame::data(bytes::Bytes::copy_from_slice(
+                rest,
+            ))))
+            .await
+            .unwrap();
+        drop(self.body_tx);
+        let response = tokio::time::timeout(Duration::from_secs(5), self.response)
+            .await
+            .expect("no answer to the HTTP/2 request in flight")
+            .unwrap()
+            .unwrap();
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    v.to_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        http::Response {
+            status,
+            headers,
+            body,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_answers_every_request_in_flight_and_every_request_sent_before_the_listener_closes()
+ {
+    install_provider();
+    let mut webhook = Webhook::start(&[
+        "--shutdown-delay",
+        "1500ms",
+        "--drain-timeout",
+        "10s",
+        "--request-timeout",
+        "20s",
+    ])
+    .await;
+    let body = fixture("pod-create-simple.json");
+    let half = body.len() / 2;
+
+    // Requests in flight at SIGTERM: three over HTTP/1.1, three over HTTP/2, each with half
+    // of its body sent.
+    let mut h1_in_flight = Vec::new();
+    for _ in 0..3 {
+        let stream = http::connect_tls(
+            &webhook.connector(Proto::Http1),
+            webhook.listen,
+            "localhost",
+        )
+        .await
+        .unwrap();
+        let mut conn = H1::new(stream);
+        let mut first = http::h1_head(
+            "POST",
+            MUTATE_PATH,
+            &[("content-type", "application/json")],
+            body.len(),
+        );
+        first.extend_from_slice(&body[..half]);
+        conn.write_raw(&first).await.unwrap();
+        h1_in_flight.push(conn);
+    }
+    let mut h2_in_flight = Vec::new();
+    for _ in 0..3 {
+        h2_in_flight.push(
+            H2InFlight::start(
+                &webhook.connector(Proto::Http2),
+                webhook.listen,
+                &body[..half],
+            )
+            .await,
+        );
+    }
+    // Kept-alive connections that were used before SIGTERM and are used again during the delay.
+    let mut kept = Vec::new();
+    for proto in Proto::ALL {
+        let mut c = Client::connect(&webhook.connector(proto), webhook.listen, proto)
+            .await
+            .unwrap();
+        assert_simple_fixture_rewritten(&c.post(MUTATE_PATH, &body).await);
+        kept.push(c);
+    }
+
+    webhook.signal_term();
+    let signalled = Instant::now();
+
+    // During the shutdown delay, new and kept-alive connections are served in full.
+    let mut served = 0;
+    while signalled.elapsed() < Duration::from_millis(700) {
+        for proto in Proto::ALL {
+            let mut fresh = Client::connect(&webhook.connector(proto), webhook.listen, proto)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("refused during the shutdown delay: {e}\n{}", webhook.logs())
+                });
+            assert_simple_fixture_rewritten(&fresh.post(MUTATE_PATH, &body).await);
+            served += 1;
+        }
+        for c in &mut kept {
+            assert_simple_fixture_rewritten(&c.post(MUTATE_PATH, &body).await);
+            served += 1;
+        }
+    }
+    assert!(served >= 4, "{served}");
+    drop(kept);
+
+    // Then the listener closes, while the requests in flight wait for the rest of their body.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(webhook.listen).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "still accepting\n{}",
+            webhook.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        webhook.child.try_wait().unwrap().is_none(),
+        "exited with requests in flight"
+    );
+
+    for mut conn in h1_in_flight {
+        conn.write_raw(&body[half..]).await.unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(5), conn.read_response())
+            .await
+            .expect("no answer to an HTTP/1.1 request in flight")
+            .unwrap();
+        assert_simple_fixture_rewritten(&resp);
+    }
+    for r in h2_in_flight {
+        assert_simple_fixture_rewritten(&r.finish(&body[half..]).await);
+    }
+
+    let status = wait_exit(&mut webhook.child, Duration::from_secs(5)).await;
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit: {status:?}\n{}",
+        webhook.logs()
+    );
+}
+
 const MANIFESTS: &str = r"apiVersion: apps/v1
 kind: Deployment
 metadata:

@@ -364,6 +364,19 @@ impl TestServer {
 
     /// A server on the given configuration and limits, ready.
     pub async fn start_with(config_yaml: &str, limits: Limits) -> Self {
+        let options = ServeOptions {
+            drain_timeout: Duration::from_secs(2),
+            ..ServeOptions::default()
+        };
+        Self::start_with_options(config_yaml, limits, options).await
+    }
+
+    /// A server on the given configuration, limits and connection options, ready.
+    pub async fn start_with_options(
+        config_yaml: &str,
+        limits: Limits,
+        options: ServeOptions,
+    ) -> Self {
         install_provider();
         let dir = tempfile::tempdir().unwrap();
 
@@ -407,10 +420,6 @@ impl TestServer {
             async move {
                 let _ = rx.wait_for(|stop| *stop).await;
             }
-        };
-        let options = ServeOptions {
-            drain_timeout: Duration::from_secs(2),
-            ..ServeOptions::default()
         };
         let tasks = vec![
             tokio::spawn(server::serve(
