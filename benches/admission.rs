@@ -102,6 +102,54 @@ fn review(c: &mut Criterion) {
     group.finish();
 }
 
+/// What the floor server (`examples/floor.rs`) does with a body: read the uid, answer
+/// `allowed: true`. The difference with `admission/review` is what the rewrite costs in process.
+fn floor(c: &mut Criterion) {
+    #[derive(serde::Deserialize)]
+    struct Review<'a> {
+        #[serde(borrow)]
+        request: Request<'a>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Request<'a> {
+        #[serde(borrow)]
+        uid: std::borrow::Cow<'a, str>,
+    }
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Answer<'a> {
+        api_version: &'static str,
+        kind: &'static str,
+        response: Allowed<'a>,
+    }
+    #[derive(serde::Serialize)]
+    struct Allowed<'a> {
+        uid: &'a str,
+        allowed: bool,
+    }
+    let mut group = c.benchmark_group("floor/answer");
+    for (name, file) in [("simple", SIMPLE), ("four_images", FOUR_IMAGES)] {
+        let body = fixture(file);
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let review: Review<'_> =
+                    serde_json::from_slice(black_box(&body)).expect("fixture is readable");
+                serde_json::to_vec(&Answer {
+                    api_version: admission::ADMISSION_API_VERSION,
+                    kind: "AdmissionReview",
+                    response: Allowed {
+                        uid: &review.request.uid,
+                        allowed: true,
+                    },
+                })
+                .expect("serialises")
+            });
+        });
+    }
+    group.finish();
+}
+
 /// The webhook's handler through its router, in process: body limit, deadline, review, metrics
 /// and the log lines at the server's default level, written to `/dev/null` as the server writes
 /// them to stderr.
@@ -145,5 +193,5 @@ fn handler(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, reference, rewrite, review, handler);
+criterion_group!(benches, reference, rewrite, review, floor, handler);
 criterion_main!(benches);

@@ -88,7 +88,9 @@ pub fn webhook_router(state: AppState, limits: Limits) -> Router {
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             deadline(timeout, req, next)
         }))
-        .with_state(state)
+        // axum clones the state for every request: one reference count to bump rather than
+        // one per metric handle, which both worker threads would fight over.
+        .with_state(Arc::new(state))
 }
 
 /// The admin router: `GET /healthz`, `GET /readyz`, `GET /metrics`.
@@ -97,7 +99,7 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(state)
+        .with_state(Arc::new(state))
 }
 
 async fn deadline(timeout: Duration, req: Request, next: Next) -> Response {
@@ -113,7 +115,7 @@ async fn deadline(timeout: Duration, req: Request, next: Next) -> Response {
     }
 }
 
-async fn readyz(State(state): State<AppState>) -> Response {
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.ready.load(Ordering::Acquire) {
         "ok".into_response()
     } else {
@@ -121,7 +123,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
@@ -129,7 +131,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
+async fn mutate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let started = Instant::now();
     let config = state.config.load();
     let rules = state.rules.load();
@@ -158,7 +160,8 @@ async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
     response
 }
 
-/// Counts and logs one reviewed request: one line per image decision, never the object.
+/// Counts and logs one reviewed request, never the object: one `info` line per request that
+/// rewrites images, and the decision for each image at `debug`.
 fn record(metrics: &Metrics, reviewed: &Reviewed<'_>) {
     metrics
         .admission
@@ -173,9 +176,13 @@ fn record(metrics: &Metrics, reviewed: &Reviewed<'_>) {
     if reviewed.outcome == admission::Outcome::Invalid {
         warn!(uid, "invalid admission request");
     }
+    let mut rewritten = 0usize;
     for image in &reviewed.plan.images {
         let decision = match &image.decision {
-            Decision::Rewrite(_) => "rewritten",
+            Decision::Rewrite(_) => {
+                rewritten += 1;
+                "rewritten"
+            }
             Decision::Skip(reason) => reason.kind(),
         };
         metrics
@@ -183,8 +190,10 @@ fn record(metrics: &Metrics, reviewed: &Reviewed<'_>) {
             .images
             .with_label_values(&[image.registry, decision])
             .inc();
+        // Formatting a line costs more than the rewrite itself, and a line per image multiplies
+        // the log volume by the pod's size: the per-image detail is for debugging.
         match &image.decision {
-            Decision::Rewrite(to) => info!(
+            Decision::Rewrite(to) => debug!(
                 uid, ns, name, dry_run, container = %image.container, from = %image.image, to = %to,
                 "image rewritten"
             ),
@@ -193,6 +202,17 @@ fn record(metrics: &Metrics, reviewed: &Reviewed<'_>) {
                 reason = reason.kind(), "image left unchanged"
             ),
         }
+    }
+    if reviewed.outcome == admission::Outcome::Patched {
+        info!(
+            uid,
+            ns,
+            name,
+            dry_run,
+            rewritten,
+            unchanged = reviewed.plan.images.len() - rewritten,
+            "images rewritten"
+        );
     }
 }
 
