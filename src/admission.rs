@@ -504,6 +504,31 @@ fn pointer(base: &[&str], rest: &[Token<'_>]) -> PointerBuf {
     )
 }
 
+/// `/<base>/spec/<list>/<index>/image`. Every token is a plain word or a number, so the pointer
+/// is written out whole rather than token by token (one allocation, not one per token).
+fn image_pointer(base: &[&str], kind: ContainerKind, index: usize) -> PointerBuf {
+    use std::fmt::Write as _;
+    let mut path = String::with_capacity(48);
+    for token in base {
+        path.push('/');
+        path.push_str(token);
+    }
+    path.push_str("/spec/");
+    path.push_str(kind.field());
+    let _ = write!(path, "/{index}/image");
+    PointerBuf::parse(path).unwrap_or_else(|_| {
+        pointer(
+            base,
+            &[
+                Token::new("spec"),
+                Token::new(kind.field()),
+                Token::from(index),
+                Token::new("image"),
+            ],
+        )
+    })
+}
+
 fn operations(
     base: &[&str],
     pod: &ObjectView<'_>,
@@ -515,15 +540,7 @@ fn operations(
     for i in images {
         if let Decision::Rewrite(new) = &i.decision {
             ops.push(PatchOperation::Replace(ReplaceOperation {
-                path: pointer(
-                    base,
-                    &[
-                        Token::new("spec"),
-                        Token::new(i.kind.field()),
-                        Token::from(i.index),
-                        Token::new("image"),
-                    ],
-                ),
+                path: image_pointer(base, i.kind, i.index),
                 value: Value::String(new.clone()),
             }));
             originals.insert(&i.container, &i.image);
@@ -749,7 +766,13 @@ pub fn review<'c>(
     rules: &RuleSnapshot,
     body: &[u8],
 ) -> Result<Reviewed<'c>, Unreadable> {
-    let parsed: ReviewView<'_> = match serde_json::from_slice(body) {
+    // Checking the whole body as UTF-8 once is cheaper than checking every string as it is read;
+    // a body that is not UTF-8 is read as bytes, for the same error as before.
+    let parsed = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str::<ReviewView<'_>>(text),
+        Err(_) => serde_json::from_slice(body),
+    };
+    let parsed: ReviewView<'_> = match parsed {
         Ok(v) => v,
         Err(e) => {
             return match read_uid(body) {
@@ -1285,6 +1308,30 @@ mod tests {
         );
         let r = review(&c, &present, &body).unwrap();
         assert_eq!(r.outcome, Outcome::Patched);
+    }
+
+    #[test]
+    fn image_pointers_match_the_token_by_token_form() {
+        for target in [TargetKind::Pod, TargetKind::Workload, TargetKind::CronJob] {
+            for kind in [
+                ContainerKind::Init,
+                ContainerKind::Main,
+                ContainerKind::Ephemeral,
+            ] {
+                for index in [0, 7, 12] {
+                    let tokens = [
+                        Token::new("spec"),
+                        Token::new(kind.field()),
+                        Token::from(index),
+                        Token::new("image"),
+                    ];
+                    assert_eq!(
+                        image_pointer(target.pod_path(), kind, index),
+                        pointer(target.pod_path(), &tokens)
+                    );
+                }
+            }
+        }
     }
 
     #[test]
