@@ -5,6 +5,7 @@
 #
 #   bench/load.sh                 # the whole run, a few minutes on 2 cores
 #   DURATION=2 CONNS="10" bench/load.sh    # a quick look
+#   PT_BIN=/tmp/pullthrough-old bench/load.sh   # another build of pullthrough (an older commit)
 #
 # Reports throughput, latency percentiles, the ratio to the floor, server CPU per request, RSS
 # and start-to-ready time as a Markdown table on stdout; raw output goes to $OUT.
@@ -12,7 +13,8 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-5}           # measured seconds per h2load run
+DURATION=${DURATION:-3}           # measured seconds per h2load run
+ROUNDS_PER_POINT=${ROUNDS:-3}     # floor and pullthrough alternate this many times per point
 WARMUP=${WARMUP:-1}               # warm-up seconds before each measured run
 CONNS=${CONNS:-"1 10 50"}         # connection counts
 PROTOS=${PROTOS:-"h2 h1"}         # HTTP/2 and HTTP/1.1
@@ -26,7 +28,7 @@ FIXTURES=tests/fixtures/admission
 MAIN_FIXTURE=$FIXTURES/pod-create-initcontainers-native-sidecar-multi-container.json
 SIMPLE_FIXTURE=$FIXTURES/pod-create-simple.json
 
-BIN=target/release/pullthrough
+BIN=${PT_BIN:-target/release/pullthrough}
 FLOOR=target/release/examples/floor
 
 log() { printf '%s\n' "$*" >&2; }
@@ -147,19 +149,25 @@ rss_kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 
-declare -A RESULT
-# Runs h2load against one server; records req/s, p50, p99, max (us) and CPU us per request.
+declare -A RPS_SUM ROUNDS TICKS DONE
+# Runs h2load once against one server and adds up its req/s, requests and server CPU time; the
+# per-request latencies are kept for the percentiles.
 run() { # name pid port proto conns fixture [extra h2load args...]
     local name=$1 pid=$2 port=$3 proto=$4 conns=$5 fixture=$6
     shift 6
     local key="$name/$proto/$conns/$(basename "$fixture" .json)"
-    local file="$OUT/h2load/${key//\//_}"
+    local file="$OUT/h2load/${key//\//_}.${ROUND:-0}"
     local proto_args=()
     [[ $proto == h1 ]] && proto_args=(--h1)
-    local threads=1
     local c0 c1
+    if [[ ${WARM:-} == yes ]]; then
+        # A separate warm-up run, so that the CPU time measured is that of the measured requests.
+        h2load "${proto_args[@]}" -c "$conns" -t 1 -m 1 -D "$WARMUP" \
+            -H 'content-type: application/json' -d "$fixture" \
+            "https://127.0.0.1:$port/mutate" >/dev/null 2>&1
+    fi
     c0=$(cpu_ticks "$pid")
-    h2load "${proto_args[@]}" -c "$conns" -t "$threads" -m 1 \
+    h2load "${proto_args[@]}" -c "$conns" -t 1 -m 1 \
         -H 'content-type: application/json' -d "$fixture" \
         --log-file "$file.log" "$@" \
         "https://127.0.0.1:$port/mutate" >"$file.out" 2>&1
@@ -171,39 +179,60 @@ run() { # name pid port proto conns fixture [extra h2load args...]
         ! grep -q ' 0 failed, 0 errored, 0 timeout' "$file.out"; then
         log "errors in $key:"; cat "$file.out" >&2; exit 1
     fi
-    local pct
-    pct=$(awk -F'\t' '{print $3}' "$file.log" | sort -n | awk '
+    RPS_SUM[$key]=$(awk -v a="${RPS_SUM[$key]:-0}" -v b="$rps" 'BEGIN { print a + b }')
+    ROUNDS[$key]=$((${ROUNDS[$key]:-0} + 1))
+    TICKS[$key]=$((${TICKS[$key]:-0} + c1 - c0))
+    DONE[$key]=$((${DONE[$key]:-0} + done_ok))
+    log "$key round ${ROUND:-0}: $rps req/s"
+}
+
+# Mean req/s, p50, p99 and max latency (us) over all rounds, and server CPU us per request.
+result() { # key
+    local key=$1
+    local file="$OUT/h2load/${key//\//_}"
+    local rps pct cpu
+    rps=$(awk -v a="${RPS_SUM[$key]}" -v n="${ROUNDS[$key]}" 'BEGIN { printf "%.0f", a / n }')
+    pct=$(cat "$file".*.log | awk -F'\t' '{print $3}' | sort -n | awk '
         { v[NR] = $1 }
         END {
             p50 = v[int(NR * 0.50) > 0 ? int(NR * 0.50) : 1]
             p99 = v[int(NR * 0.99) > 0 ? int(NR * 0.99) : 1]
             printf "%d %d %d", p50, p99, v[NR]
         }')
-    local cpu_us=$(((c1 - c0) * 1000000 / CLK_TCK / (done_ok > 0 ? done_ok : 1)))
-    RESULT[$key]="$rps $pct $cpu_us $done_ok"
-    log "$key: $rps req/s, p50/p99/max us: $pct, server CPU us/req: $cpu_us"
-    rm -f "$file.log"
+    cpu=$((TICKS[$key] * 1000000 / CLK_TCK / (DONE[$key] > 0 ? DONE[$key] : 1)))
+    echo "$rps $pct $cpu"
 }
 
 log "RSS after $RSS_REQUESTS requests (HTTP/1.1, 10 connections)"
 pt_rss_idle=$(rss_kib "$PT_PID" VmRSS)
 floor_rss_idle=$(rss_kib "$FLOOR_PID" VmRSS)
-run pullthrough "$PT_PID" "$PT_PORT" h1 10 "$MAIN_FIXTURE" -n "$RSS_REQUESTS"
-run floor "$FLOOR_PID" "$FLOOR_PORT" h1 10 "$MAIN_FIXTURE" -n "$RSS_REQUESTS"
+ROUND=rss run pullthrough "$PT_PID" "$PT_PORT" h1 10 "$MAIN_FIXTURE" -n "$RSS_REQUESTS"
+ROUND=rss run floor "$FLOOR_PID" "$FLOOR_PORT" h1 10 "$MAIN_FIXTURE" -n "$RSS_REQUESTS"
 pt_rss_100k=$(rss_kib "$PT_PID" VmRSS)
 floor_rss_100k=$(rss_kib "$FLOOR_PID" VmRSS)
+rm -f "$OUT"/h2load/*.rss.log
+unset RPS_SUM ROUNDS TICKS DONE
+declare -A RPS_SUM ROUNDS TICKS DONE
 
-timed=(-D "$DURATION" --warm-up-time "$WARMUP")
+# Each point alternates the floor and pullthrough for several short rounds, so that both see
+# the same machine: other work on it comes and goes.
+timed=(-D "$DURATION")
+WARM=yes
+points=()
 for proto in $PROTOS; do
     for conns in $CONNS; do
-        # The floor and pullthrough back to back, so that both see the same machine.
-        run floor "$FLOOR_PID" "$FLOOR_PORT" "$proto" "$conns" "$MAIN_FIXTURE" "${timed[@]}"
-        run pullthrough "$PT_PID" "$PT_PORT" "$proto" "$conns" "$MAIN_FIXTURE" "${timed[@]}"
+        points+=("$proto $conns $MAIN_FIXTURE")
     done
 done
 for proto in $PROTOS; do
-    run floor "$FLOOR_PID" "$FLOOR_PORT" "$proto" 10 "$SIMPLE_FIXTURE" "${timed[@]}"
-    run pullthrough "$PT_PID" "$PT_PORT" "$proto" 10 "$SIMPLE_FIXTURE" "${timed[@]}"
+    points+=("$proto 10 $SIMPLE_FIXTURE")
+done
+for point in "${points[@]}"; do
+    read -r proto conns fixture <<<"$point"
+    for ROUND in $(seq "$ROUNDS_PER_POINT"); do
+        run floor "$FLOOR_PID" "$FLOOR_PORT" "$proto" "$conns" "$fixture" "${timed[@]}"
+        run pullthrough "$PT_PID" "$PT_PORT" "$proto" "$conns" "$fixture" "${timed[@]}"
+    done
 done
 
 pt_hwm=$(rss_kib "$PT_PID" VmHWM)
@@ -216,15 +245,15 @@ ms() { awk -v u="$1" 'BEGIN { printf "%.1f", u / 1000 }'; }
 
 echo "Machine: $(nproc) cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo);" \
     "load before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "Run: $(date -u +%Y-%m-%dT%H:%M:%SZ), ${DURATION}s per point after ${WARMUP}s warm-up," \
-    "h2load 1 thread, 1 stream per connection, over TLS on 127.0.0.1"
+echo "Run: $(date -u +%Y-%m-%dT%H:%M:%SZ), per point $ROUNDS_PER_POINT rounds of ${DURATION}s" \
+    "(after ${WARMUP}s warm-up) for each server, alternating; h2load 1 thread, 1 stream per" \
+    "connection, over TLS on 127.0.0.1"
 echo
 echo "| body | proto | conns | floor req/s | pullthrough req/s | ratio | floor p50 / p99 / max (us) | pullthrough p50 / p99 / max (us) | server CPU us/req floor / pullthrough |"
 echo "|---|---|---:|---:|---:|---:|---|---|---|"
 row() { # proto conns fixture label
-    local f p
-    read -r f_rps f_p50 f_p99 f_max f_cpu _ <<<"${RESULT[floor/$1/$2/$3]}"
-    read -r p_rps p_p50 p_p99 p_max p_cpu _ <<<"${RESULT[pullthrough/$1/$2/$3]}"
+    read -r f_rps f_p50 f_p99 f_max f_cpu <<<"$(result "floor/$1/$2/$3")"
+    read -r p_rps p_p50 p_p99 p_max p_cpu <<<"$(result "pullthrough/$1/$2/$3")"
     local ratio
     ratio=$(awk -v a="$p_rps" -v b="$f_rps" 'BEGIN { printf "%.0f%%", 100 * a / b }')
     printf '| %s | %s | %s | %.0f | %.0f | %s | %s / %s / %s | %s / %s / %s | %s / %s |\n' \
