@@ -643,6 +643,10 @@ pub struct AdmissionResponse {
 
 /// Writes a base64 string as it is: its alphabet never needs JSON escaping, and checking the
 /// largest field of the response byte by byte for characters to escape is measurable.
+#[allow(
+    clippy::ref_option,
+    reason = "serde's serialize_with hands the field over by reference"
+)]
 fn serialize_base64<S: serde::Serializer>(patch: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     use serde::ser::Error as _;
     match patch {

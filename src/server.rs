@@ -64,7 +64,7 @@ impl AppState {
 }
 
 /// How often, at most, the `info` summary of admissions is logged.
-pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
+pub const SUMMARY_INTERVAL: Duration = Duration::from_mins(1);
 
 /// Counts of admissions between two `info` summary lines.
 ///
@@ -483,7 +483,7 @@ mod tests {
 
     #[test]
     fn activity_is_summarised_once_per_interval_and_starts_again() {
-        let activity = Activity::new(Duration::from_secs(60));
+        let activity = Activity::new(Duration::from_mins(1));
         let t0 = activity.since;
         assert_eq!(activity.count(t0, true, 4), None);
         assert_eq!(activity.count(t0 + Duration::from_secs(30), false, 0), None);
