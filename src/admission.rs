@@ -504,6 +504,31 @@ fn pointer(base: &[&str], rest: &[Token<'_>]) -> PointerBuf {
     )
 }
 
+/// `/<base>/spec/<list>/<index>/image`. Every token is a plain word or a number, so the pointer
+/// is written out whole rather than token by token (one allocation, not one per token).
+fn image_pointer(base: &[&str], kind: ContainerKind, index: usize) -> PointerBuf {
+    use std::fmt::Write as _;
+    let mut path = String::with_capacity(48);
+    for token in base {
+        path.push('/');
+        path.push_str(token);
+    }
+    path.push_str("/spec/");
+    path.push_str(kind.field());
+    let _ = write!(path, "/{index}/image");
+    PointerBuf::parse(path).unwrap_or_else(|_| {
+        pointer(
+            base,
+            &[
+                Token::new("spec"),
+                Token::new(kind.field()),
+                Token::from(index),
+                Token::new("image"),
+            ],
+        )
+    })
+}
+
 fn operations(
     base: &[&str],
     pod: &ObjectView<'_>,
@@ -515,15 +540,7 @@ fn operations(
     for i in images {
         if let Decision::Rewrite(new) = &i.decision {
             ops.push(PatchOperation::Replace(ReplaceOperation {
-                path: pointer(
-                    base,
-                    &[
-                        Token::new("spec"),
-                        Token::new(i.kind.field()),
-                        Token::from(i.index),
-                        Token::new("image"),
-                    ],
-                ),
+                path: image_pointer(base, i.kind, i.index),
                 value: Value::String(new.clone()),
             }));
             originals.insert(&i.container, &i.image);
@@ -534,16 +551,21 @@ fn operations(
     }
 
     // Keep what earlier passes recorded (an update, or a reinvocation after another webhook).
-    let mut record: serde_json::Map<String, Value> = pod
+    let earlier = pod
         .annotation(ORIGINAL_IMAGES_ANNOTATION)
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or_default();
-    for (name, image) in originals {
-        record
-            .entry(name.to_owned())
-            .or_insert_with(|| Value::String(image.to_owned()));
-    }
-    let record = Value::Object(record).to_string();
+        .and_then(|s| serde_json::from_str::<serde_json::Map<String, Value>>(s).ok());
+    let record = match earlier {
+        Some(mut record) => {
+            for (name, image) in originals {
+                record
+                    .entry(name.to_owned())
+                    .or_insert_with(|| Value::String(image.to_owned()));
+            }
+            Value::Object(record).to_string()
+        }
+        // The common case, a first pass: the same text, without building a JSON value.
+        None => serde_json::to_string(&originals).unwrap_or_default(),
+    };
     let metadata = pod.metadata.as_ref();
     let (path, value) = if metadata.is_none() {
         let mut annotations = serde_json::Map::new();
@@ -603,7 +625,10 @@ pub struct AdmissionResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub patch_type: Option<&'static str>,
     /// The base64-encoded JSON Patch.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_base64"
+    )]
     pub patch: Option<String>,
     /// Why the request was refused.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -614,6 +639,22 @@ pub struct AdmissionResponse {
     /// Audit annotations (the API server prefixes the webhook name).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub audit_annotations: BTreeMap<String, String>,
+}
+
+/// Writes a base64 string as it is: its alphabet never needs JSON escaping, and checking the
+/// largest field of the response byte by byte for characters to escape is measurable.
+#[allow(
+    clippy::ref_option,
+    reason = "serde's serialize_with hands the field over by reference"
+)]
+fn serialize_base64<S: serde::Serializer>(patch: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::Error as _;
+    match patch {
+        Some(p) => serde_json::value::RawValue::from_string(format!("\"{p}\""))
+            .map_err(S::Error::custom)?
+            .serialize(s),
+        None => s.serialize_none(),
+    }
 }
 
 /// A `metav1.Status` for refused requests.
@@ -668,8 +709,13 @@ impl AdmissionResponse {
 impl ReviewResponse {
     /// Serialises the review.
     pub fn to_vec(&self) -> Vec<u8> {
+        let patch = self.response.patch.as_ref().map_or(0, String::len);
+        let mut out = Vec::with_capacity(512 + patch);
         // Serialising plain strings, bools and maps of strings cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        if serde_json::to_writer(&mut out, self).is_err() {
+            out.clear();
+        }
+        out
     }
 }
 
@@ -724,7 +770,13 @@ pub fn review<'c>(
     rules: &RuleSnapshot,
     body: &[u8],
 ) -> Result<Reviewed<'c>, Unreadable> {
-    let parsed: ReviewView<'_> = match serde_json::from_slice(body) {
+    // Checking the whole body as UTF-8 once is cheaper than checking every string as it is read;
+    // a body that is not UTF-8 is read as bytes, for the same error as before.
+    let parsed = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str::<ReviewView<'_>>(text),
+        Err(_) => serde_json::from_slice(body),
+    };
+    let parsed: ReviewView<'_> = match parsed {
         Ok(v) => v,
         Err(e) => {
             return match read_uid(body) {
@@ -785,7 +837,6 @@ fn review_request<'c>(
     rules: &RuleSnapshot,
     request: &RequestView<'_>,
 ) -> Reviewed<'c> {
-    let mut response = AdmissionResponse::allow(&request.uid);
     let object_name = request
         .object
         .as_ref()
@@ -828,6 +879,7 @@ fn review_request<'c>(
         request.old_object.as_ref(),
         scope,
     );
+    let response = &mut reviewed.response;
     let preview_only = target != TargetKind::Pod && config.workloads == WorkloadPolicy::Preview;
     if preview_only {
         response.warnings = workload_preview_warnings(&plan);
@@ -835,7 +887,10 @@ fn review_request<'c>(
         response.warnings = plan.warnings("");
         if !plan.operations.is_empty() {
             // Serialising a patch of strings cannot fail; an empty patch would be a no-op.
-            let bytes = serde_json::to_vec(&plan.operations).unwrap_or_default();
+            let mut bytes = Vec::with_capacity(256 * plan.operations.len());
+            if serde_json::to_writer(&mut bytes, &plan.operations).is_err() {
+                bytes.clear();
+            }
             response.patch_type = Some("JSONPatch");
             response.patch = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
             response
@@ -844,7 +899,6 @@ fn review_request<'c>(
             reviewed.outcome = Outcome::Patched;
         }
     }
-    reviewed.response = response;
     reviewed.plan = plan;
     reviewed
 }
@@ -1309,6 +1363,30 @@ mod tests {
                 Err(e) => e.to_string(),
             };
             assert!(!text.contains(secret), "{text}");
+        }
+    }
+
+    #[test]
+    fn image_pointers_match_the_token_by_token_form() {
+        for target in [TargetKind::Pod, TargetKind::Workload, TargetKind::CronJob] {
+            for kind in [
+                ContainerKind::Init,
+                ContainerKind::Main,
+                ContainerKind::Ephemeral,
+            ] {
+                for index in [0, 7, 12] {
+                    let tokens = [
+                        Token::new("spec"),
+                        Token::new(kind.field()),
+                        Token::from(index),
+                        Token::new("image"),
+                    ];
+                    assert_eq!(
+                        image_pointer(target.pod_path(), kind, index),
+                        pointer(target.pod_path(), &tokens)
+                    );
+                }
+            }
         }
     }
 

@@ -35,12 +35,17 @@ const TAG_MAX_LEN: usize = 128;
 ///
 /// `Display` prints the fully qualified form (`docker.io/library/nginx:1.27`), and parsing that
 /// form gives back an equal value.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Reference {
-    registry: String,
-    repository: String,
-    tag: Option<String>,
-    digest: Option<String>,
+    // The fully qualified form, `registry/repository[:tag][@digest]`, in one allocation: parsing
+    // sits on the admission path, once per container.
+    full: String,
+    /// End of the registry (the `/` after it).
+    registry_end: usize,
+    /// End of the repository.
+    repository_end: usize,
+    /// End of the tag; `repository_end` when there is none.
+    tag_end: usize,
 }
 
 /// Why a string is not a valid image reference. One variant per grammar rule.
@@ -143,58 +148,75 @@ impl Reference {
         } else {
             registry
         };
-        let repository = if registry == DOCKER_HUB && !path.contains('/') {
-            format!("{OFFICIAL_REPO_PREFIX}{path}")
+        let official = if registry == DOCKER_HUB && !path.contains('/') {
+            OFFICIAL_REPO_PREFIX
         } else {
-            path.to_owned()
+            ""
         };
-        if registry.len() + 1 + repository.len() > NAME_MAX_LEN {
+        let repository_len = official.len() + path.len();
+        if registry.len() + 1 + repository_len > NAME_MAX_LEN {
             return Err(ReferenceError::NameTooLong);
         }
+        let suffix_len = tag.map_or(0, |t| t.len() + 1) + digest.map_or(0, |d| d.len() + 1);
+        let mut full = String::with_capacity(registry.len() + 1 + repository_len + suffix_len);
+        full.push_str(registry);
+        let registry_end = full.len();
+        full.push('/');
+        full.push_str(official);
+        full.push_str(path);
+        let repository_end = full.len();
+        if let Some(tag) = tag {
+            full.push(':');
+            full.push_str(tag);
+        }
+        let tag_end = full.len();
+        if let Some(digest) = digest {
+            full.push('@');
+            full.push_str(digest);
+        }
         Ok(Self {
-            registry: registry.to_owned(),
-            repository,
-            tag: tag.map(str::to_owned),
-            digest: digest.map(str::to_owned),
+            full,
+            registry_end,
+            repository_end,
+            tag_end,
         })
     }
 
     /// The registry host, with its port if any (`docker.io`, `localhost:5000`).
     pub fn registry(&self) -> &str {
-        &self.registry
+        &self.full[..self.registry_end]
     }
 
     /// The repository path inside the registry (`library/nginx`).
     pub fn repository(&self) -> &str {
-        &self.repository
+        &self.full[self.registry_end + 1..self.repository_end]
     }
 
     /// The tag, without its `:`.
     pub fn tag(&self) -> Option<&str> {
-        self.tag.as_deref()
+        (self.tag_end > self.repository_end)
+            .then(|| &self.full[self.repository_end + 1..self.tag_end])
     }
 
     /// The digest, `algorithm:hex`.
     pub fn digest(&self) -> Option<&str> {
-        self.digest.as_deref()
+        (self.full.len() > self.tag_end).then(|| &self.full[self.tag_end + 1..])
     }
 
     /// The tag and digest suffix as written after the name (`:1.27`, `@sha256:…`, both, or empty).
     pub fn suffix(&self) -> String {
-        let mut out = String::new();
-        self.write_suffix(&mut out);
-        out
+        self.full[self.repository_end..].to_owned()
     }
+}
 
-    fn write_suffix(&self, out: &mut String) {
-        if let Some(tag) = &self.tag {
-            out.push(':');
-            out.push_str(tag);
-        }
-        if let Some(digest) = &self.digest {
-            out.push('@');
-            out.push_str(digest);
-        }
+impl fmt::Debug for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reference")
+            .field("registry", &self.registry())
+            .field("repository", &self.repository())
+            .field("tag", &self.tag())
+            .field("digest", &self.digest())
+            .finish()
     }
 }
 
@@ -208,16 +230,7 @@ impl FromStr for Reference {
 
 impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.registry)?;
-        f.write_str("/")?;
-        f.write_str(&self.repository)?;
-        if let Some(tag) = &self.tag {
-            write!(f, ":{tag}")?;
-        }
-        if let Some(digest) = &self.digest {
-            write!(f, "@{digest}")?;
-        }
-        Ok(())
+        f.write_str(&self.full)
     }
 }
 

@@ -45,6 +45,8 @@ pub struct AppState {
     pub rules: Arc<ArcSwap<RuleSnapshot>>,
     /// Readiness: true once serving, false again when shutting down.
     pub ready: Arc<AtomicBool>,
+    /// What was admitted since the last summary line.
+    pub activity: Arc<Activity>,
 }
 
 impl AppState {
@@ -55,7 +57,82 @@ impl AppState {
             rules: Arc::new(ArcSwap::from_pointee(RuleSnapshot::unknown())),
             metrics,
             ready: Arc::new(AtomicBool::new(false)),
+            activity: Arc::new(Activity::new(SUMMARY_INTERVAL)),
         }
+    }
+}
+
+/// How often, at most, the `info` summary of admissions is logged.
+pub const SUMMARY_INTERVAL: Duration = Duration::from_mins(1);
+
+/// Counts of admissions between two `info` summary lines.
+///
+/// A log line per request costs more than the admission itself (a third of the throughput on
+/// 2 cores), so each request is logged at `debug` and `info` gets one line per interval in which
+/// something was admitted. The line is written by the first request after the interval ends:
+/// no task, and nothing when nothing happens.
+#[derive(Debug)]
+pub struct Activity {
+    since: Instant,
+    interval: Duration,
+    /// Nanoseconds from `since` to the start of the current interval.
+    window_start: AtomicU64,
+    requests: AtomicU64,
+    patched: AtomicU64,
+    rewritten: AtomicU64,
+}
+
+/// One interval's counts, as logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// Length of the interval.
+    pub elapsed: Duration,
+    /// Requests answered with an AdmissionReview.
+    pub requests: u64,
+    /// Requests answered with a patch.
+    pub patched: u64,
+    /// Images rewritten.
+    pub rewritten: u64,
+}
+
+impl Activity {
+    /// Counts from now on, summarised every `interval` at most.
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            since: Instant::now(),
+            interval,
+            window_start: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            patched: AtomicU64::new(0),
+            rewritten: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one request at `now`; returns the summary to log when `now` ends an interval.
+    pub fn count(&self, now: Instant, patched: bool, rewritten: u64) -> Option<Summary> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if patched {
+            self.patched.fetch_add(1, Ordering::Relaxed);
+        }
+        self.rewritten.fetch_add(rewritten, Ordering::Relaxed);
+        let now =
+            u64::try_from(now.saturating_duration_since(self.since).as_nanos()).unwrap_or(u64::MAX);
+        let start = self.window_start.load(Ordering::Relaxed);
+        let elapsed = Duration::from_nanos(now.saturating_sub(start));
+        if elapsed < self.interval {
+            return None;
+        }
+        // One request wins the interval and logs it; counts racing with the swap land in the
+        // next summary.
+        self.window_start
+            .compare_exchange(start, now, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()?;
+        Some(Summary {
+            elapsed,
+            requests: self.requests.swap(0, Ordering::Relaxed),
+            patched: self.patched.swap(0, Ordering::Relaxed),
+            rewritten: self.rewritten.swap(0, Ordering::Relaxed),
+        })
     }
 }
 
@@ -86,7 +163,9 @@ pub fn webhook_router(state: AppState, limits: Limits) -> Router {
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             deadline(limits, req, next)
         }))
-        .with_state(state)
+        // axum clones the state for every request: one reference count to bump rather than
+        // one per metric handle, which both worker threads would fight over.
+        .with_state(Arc::new(state))
 }
 
 /// The admin router: `GET /healthz`, `GET /readyz`, `GET /metrics`.
@@ -95,7 +174,7 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(state)
+        .with_state(Arc::new(state))
 }
 
 /// Refuses a body announced larger than the limit before reading any of it, then bounds the
@@ -122,7 +201,7 @@ async fn deadline(limits: Limits, req: Request, next: Next) -> Response {
     }
 }
 
-async fn readyz(State(state): State<AppState>) -> Response {
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.ready.load(Ordering::Acquire) {
         "ok".into_response()
     } else {
@@ -130,7 +209,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
@@ -138,13 +217,13 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
+async fn mutate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let started = Instant::now();
     let config = state.config.load();
     let rules = state.rules.load();
     let response = match admission::review(&config, &rules, &body) {
         Ok(reviewed) => {
-            record(&state.metrics, &reviewed);
+            record(&state.metrics, &state.activity, started, &reviewed);
             let bytes = reviewed.response.into_review().to_vec();
             ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
         }
@@ -167,8 +246,9 @@ async fn mutate(State(state): State<AppState>, body: Bytes) -> Response {
     response
 }
 
-/// Counts and logs one reviewed request: one line per image decision, never the object.
-fn record(metrics: &Metrics, reviewed: &Reviewed<'_>) {
+/// Counts and logs one reviewed request, never the object: the request and the decision for each
+/// image at `debug`, and the periodic summary at `info`.
+fn record(metrics: &Metrics, activity: &Activity, now: Instant, reviewed: &Reviewed<'_>) {
     metrics
         .admission
         .requests
@@ -182,9 +262,13 @@ fn record(metrics: &Metrics, reviewed: &Reviewed<'_>) {
     if reviewed.outcome == admission::Outcome::Invalid {
         warn!(uid, "invalid admission request");
     }
+    let mut rewritten = 0usize;
     for image in &reviewed.plan.images {
         let decision = match &image.decision {
-            Decision::Rewrite(_) => "rewritten",
+            Decision::Rewrite(_) => {
+                rewritten += 1;
+                "rewritten"
+            }
             Decision::Skip(reason) => reason.kind(),
         };
         metrics
@@ -192,8 +276,10 @@ fn record(metrics: &Metrics, reviewed: &Reviewed<'_>) {
             .images
             .with_label_values(&[image.registry, decision])
             .inc();
+        // Formatting a line costs more than the rewrite itself, and a line per image multiplies
+        // the log volume by the pod's size: the per-image detail is for debugging.
         match &image.decision {
-            Decision::Rewrite(to) => info!(
+            Decision::Rewrite(to) => debug!(
                 uid, ns, name, dry_run, container = %image.container, from = %image.image, to = %to,
                 "image rewritten"
             ),
@@ -202,6 +288,32 @@ fn record(metrics: &Metrics, reviewed: &Reviewed<'_>) {
                 reason = reason.kind(), "image left unchanged"
             ),
         }
+    }
+    let patched = reviewed.outcome == admission::Outcome::Patched;
+    debug!(
+        uid,
+        ns,
+        name,
+        dry_run,
+        outcome = reviewed.outcome.as_str(),
+        rewritten,
+        unchanged = reviewed.plan.images.len() - rewritten,
+        "admission reviewed"
+    );
+    // Images of a workload preview are not rewritten by this request.
+    let rewritten = if patched {
+        u64::try_from(rewritten).unwrap_or(u64::MAX)
+    } else {
+        0
+    };
+    if let Some(summary) = activity.count(now, patched, rewritten) {
+        info!(
+            seconds = summary.elapsed.as_secs(),
+            requests = summary.requests,
+            patched = summary.patched,
+            images_rewritten = summary.rewritten,
+            "admissions since the last summary"
+        );
     }
 }
 
@@ -333,16 +445,16 @@ pub async fn serve(
 }
 
 /// What a connection is doing: requests in flight, and when the last one ended.
-struct Activity {
+struct ConnectionActivity {
     opened: Instant,
     in_flight: AtomicUsize,
     last_ended_ms: AtomicU64,
 }
 
 /// One request in flight on a connection; its end is recorded on drop.
-struct InFlight(Arc<Activity>);
+struct InFlight(Arc<ConnectionActivity>);
 
-impl Activity {
+impl ConnectionActivity {
     fn new() -> Arc<Self> {
         Arc::new(Self {
             opened: Instant::now(),
@@ -388,7 +500,7 @@ async fn serve_io<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let activity = Activity::new();
+    let activity = ConnectionActivity::new();
     let service = {
         let activity = activity.clone();
         hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -463,5 +575,36 @@ pub fn termination_signal() -> impl Future<Output = ()> {
         }
         let _ = interrupt.await;
         info!("interrupt received");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activity_is_summarised_once_per_interval_and_starts_again() {
+        let activity = Activity::new(Duration::from_mins(1));
+        let t0 = activity.since;
+        assert_eq!(activity.count(t0, true, 4), None);
+        assert_eq!(activity.count(t0 + Duration::from_secs(30), false, 0), None);
+        let summary = activity
+            .count(t0 + Duration::from_secs(61), true, 1)
+            .unwrap();
+        assert_eq!(
+            summary,
+            Summary {
+                elapsed: Duration::from_secs(61),
+                requests: 3,
+                patched: 2,
+                rewritten: 5,
+            }
+        );
+        assert_eq!(activity.count(t0 + Duration::from_secs(62), true, 2), None);
+        let next = activity
+            .count(t0 + Duration::from_secs(122), false, 0)
+            .unwrap();
+        assert_eq!((next.requests, next.patched, next.rewritten), (2, 1, 2));
+        assert_eq!(next.elapsed, Duration::from_secs(61));
     }
 }
