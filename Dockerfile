@@ -10,6 +10,8 @@ WORKDIR /src
 # enough, cmake is only needed for FIPS builds.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# The manifest names the benchmark target, so its source must be there for cargo to read it.
+COPY benches ./benches
 # The registry and the target directory live in BuildKit caches, so a rebuild after a source
 # change recompiles only this crate.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

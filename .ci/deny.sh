@@ -26,5 +26,5 @@ elif [ "${DENY_ADVISORIES:-}" = "required" ]; then
   echo "the RustSec advisory database cannot be fetched" >&2
   exit 1
 else
-  echo "NOTICE: advisories not checked: the RustSec advisory database (github.com/RustSec/advisory-db) cannot be fetched from here"
+  echo "NOTICE: advisories not checked: the RustSec advisory database cannot be fetched from here"
 fi
