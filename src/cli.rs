@@ -197,6 +197,9 @@ pub struct WebhookArgs {
     /// Time allowed for an HTTP/1 request head, and for an idle keep-alive connection.
     #[arg(long, env = "PULLTHROUGH_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
+    /// Time allowed for a client to finish its TLS handshake.
+    #[arg(long, env = "PULLTHROUGH_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
     /// Largest admission request body, in bytes.
     #[arg(long, env = "PULLTHROUGH_BODY_LIMIT", default_value_t = 8 * 1024 * 1024)]
     pub body_limit: usize,
@@ -445,10 +448,10 @@ pub async fn run_webhook(args: Box<WebhookArgs>) -> anyhow::Result<()> {
         request_timeout: args.request_timeout,
     };
     let options = ServeOptions {
+        handshake_timeout: args.handshake_timeout,
         header_read_timeout: args.header_read_timeout,
         max_connections: args.max_connections,
         drain_timeout: args.drain_timeout,
-        ..ServeOptions::default()
     };
     let webhook_listener = server::bind(args.listen).await?;
     let admin_listener = server::bind(args.admin_listen).await?;
@@ -656,10 +659,96 @@ async fn wait_for(mut rx: watch::Receiver<bool>) {
 
 /// Checks that `args` can run; used before starting a runtime so usage errors exit early.
 pub fn validate(cli: &Cli) -> anyhow::Result<()> {
-    if let Command::Webhook(args) = &cli.command
-        && args.request_timeout.is_zero()
-    {
-        bail!("--request-timeout must be more than zero");
+    match &cli.command {
+        Command::Webhook(args) => {
+            for (flag, value) in [
+                ("--request-timeout", args.request_timeout),
+                ("--header-read-timeout", args.header_read_timeout),
+                ("--handshake-timeout", args.handshake_timeout),
+                ("--reload-interval", args.reload_interval),
+            ] {
+                if value.is_zero() {
+                    bail!("{flag} must be more than zero");
+                }
+            }
+            if args.max_connections == 0 {
+                bail!("--max-connections must be at least 1");
+            }
+            if args.body_limit == 0 {
+                bail!("--body-limit must be at least 1 byte");
+            }
+        }
+        Command::Reconciler(args) => {
+            for (flag, value) in [
+                ("--lease-duration", args.lease_duration),
+                ("--event-resend-interval", args.event_resend_interval),
+                ("--reload-interval", args.reload_interval),
+            ] {
+                if value.is_zero() {
+                    bail!("{flag} must be more than zero");
+                }
+            }
+            if args.lease_duration < Duration::from_secs(3) {
+                bail!("--lease-duration must be at least 3s, to leave time to renew it");
+            }
+        }
+        Command::Preview(_) | Command::Rules(_) => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("pullthrough").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        validate(&parse(&["webhook"])).unwrap();
+        validate(&parse(&["reconciler"])).unwrap();
+        validate(&parse(&["rules"])).unwrap();
+    }
+
+    #[test]
+    fn values_that_cannot_work_are_refused_before_anything_starts() {
+        for (args, message) in [
+            (
+                &["webhook", "--max-connections", "0"][..],
+                "--max-connections must be at least 1",
+            ),
+            (&["webhook", "--body-limit", "0"], "--body-limit"),
+            (&["webhook", "--request-timeout", "0s"], "--request-timeout"),
+            (
+                &["webhook", "--handshake-timeout", "0s"],
+                "--handshake-timeout",
+            ),
+            (
+                &["webhook", "--header-read-timeout", "0s"],
+                "--header-read-timeout",
+            ),
+            (
+                &["reconciler", "--lease-duration", "1s"],
+                "--lease-duration",
+            ),
+            (
+                &["reconciler", "--event-resend-interval", "0s"],
+                "--event-resend-interval",
+            ),
+        ] {
+            let err = validate(&parse(args)).unwrap_err().to_string();
+            assert!(err.contains(message), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_handshake_timeout_reaches_the_server_options() {
+        let Command::Webhook(args) = parse(&["webhook", "--handshake-timeout", "750ms"]).command
+        else {
+            panic!("not the webhook");
+        };
+        assert_eq!(args.handshake_timeout, Duration::from_millis(750));
+    }
 }
