@@ -465,7 +465,7 @@ pub fn plan_object<'c>(
     };
     let old_spec = old_pod.and_then(ObjectView::spec);
 
-    let mut images = Vec::new();
+    let mut images = Vec::with_capacity(scope.kinds().iter().map(|&k| spec.list(k).len()).sum());
     for (kind, index, container) in spec.containers(scope.kinds()) {
         let Some(image) = container.image.as_deref() else {
             continue;
@@ -560,7 +560,6 @@ fn pointer(base: &[&str], rest: &[Token<'_>]) -> PointerBuf {
 /// `/<base>/spec/<list>/<index>/image`. Every token is a plain word or a number, so the pointer
 /// is written out whole rather than token by token (one allocation, not one per token).
 fn image_pointer(base: &[&str], kind: ContainerKind, index: usize) -> PointerBuf {
-    use std::fmt::Write as _;
     let mut path = String::with_capacity(48);
     for token in base {
         path.push('/');
@@ -568,7 +567,9 @@ fn image_pointer(base: &[&str], kind: ContainerKind, index: usize) -> PointerBuf
     }
     path.push_str("/spec/");
     path.push_str(kind.field());
-    let _ = write!(path, "/{index}/image");
+    path.push('/');
+    push_decimal(&mut path, index);
+    path.push_str("/image");
     PointerBuf::parse(path).unwrap_or_else(|_| {
         pointer(
             base,
@@ -582,13 +583,52 @@ fn image_pointer(base: &[&str], kind: ContainerKind, index: usize) -> PointerBuf
     })
 }
 
+/// Appends `n` in decimal, without the formatting machinery (measurable once per image).
+fn push_decimal(out: &mut String, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b"0123456789"[n % 10];
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
+}
+
+/// [`ORIGINAL_IMAGES_ANNOTATION`] as a JSON Pointer token: its `/` escaped as `~1`.
+const ORIGINAL_IMAGES_TOKEN: &str = "pullthrough.dev~1original-images";
+
+/// `/<base>/metadata/annotations/<record>`, written out whole like [`image_pointer`].
+fn record_pointer(base: &[&str]) -> PointerBuf {
+    let mut path = String::with_capacity(80);
+    for token in base {
+        path.push('/');
+        path.push_str(token);
+    }
+    path.push_str("/metadata/annotations/");
+    path.push_str(ORIGINAL_IMAGES_TOKEN);
+    PointerBuf::parse(path).unwrap_or_else(|_| {
+        pointer(
+            base,
+            &[
+                Token::new("metadata"),
+                Token::new("annotations"),
+                Token::new(ORIGINAL_IMAGES_ANNOTATION),
+            ],
+        )
+    })
+}
+
 fn operations(
     base: &[&str],
     pod: &ObjectView<'_>,
     images: &[ImageOutcome<'_>],
     annotate: bool,
 ) -> Vec<PatchOperation> {
-    let mut ops = Vec::new();
+    let mut ops = Vec::with_capacity(images.len() + 1);
     let mut originals: BTreeMap<&str, &str> = BTreeMap::new();
     for i in images {
         if let Decision::Rewrite(new) = &i.decision {
@@ -637,17 +677,7 @@ fn operations(
             Value::Object(annotations),
         )
     } else {
-        (
-            pointer(
-                base,
-                &[
-                    Token::new("metadata"),
-                    Token::new("annotations"),
-                    Token::new(ORIGINAL_IMAGES_ANNOTATION),
-                ],
-            ),
-            Value::String(record),
-        )
+        (record_pointer(base), Value::String(record))
     };
     ops.push(PatchOperation::Add(AddOperation { path, value }));
     ops
@@ -1541,6 +1571,26 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn record_pointers_and_indexes_match_the_token_by_token_form() {
+        for target in [TargetKind::Pod, TargetKind::Workload, TargetKind::CronJob] {
+            let tokens = [
+                Token::new("metadata"),
+                Token::new("annotations"),
+                Token::new(ORIGINAL_IMAGES_ANNOTATION),
+            ];
+            assert_eq!(
+                record_pointer(target.pod_path()),
+                pointer(target.pod_path(), &tokens)
+            );
+        }
+        for n in [0, 1, 9, 10, 99, 100, 12_345, usize::MAX] {
+            let mut s = String::new();
+            push_decimal(&mut s, n);
+            assert_eq!(s, n.to_string());
         }
     }
 
