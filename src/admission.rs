@@ -8,7 +8,6 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
 use json_patch::jsonptr::{PointerBuf, Token};
 use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
 use serde::{Deserialize, Serialize};
@@ -29,12 +28,66 @@ const WARNING_MAX_LEN: usize = 256;
 
 // === Input views ===
 
+/// A string of the request, borrowed from the body unless it holds escapes.
+///
+/// serde borrows a `Cow<str>` field only when the field is exactly that type: inside an
+/// `Option` or a map it copies every string into a new `String`. This type borrows wherever it
+/// sits, and reads as a `String` does otherwise (same accepted input, same errors).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Text<'a>(Cow<'a, str>);
+
+impl std::borrow::Borrow<str> for Text<'_> {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a str>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = Text<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+                match std::str::from_utf8(v) {
+                    Ok(s) => Ok(Text(Cow::Owned(s.to_owned()))),
+                    Err(_) => Err(E::invalid_value(serde::de::Unexpected::Bytes(v), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_string(Visitor(std::marker::PhantomData))
+    }
+}
+
+/// An optional string, borrowed from the body where it can be (see [`Text`]).
+fn borrowed<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Cow<'de, str>>, D::Error> {
+    Ok(Option::<Text<'de>>::deserialize(deserializer)?.map(|t| t.0))
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ReviewView<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     api_version: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     request: Option<RequestView<'a>>,
@@ -47,11 +100,11 @@ struct RequestView<'a> {
     uid: Cow<'a, str>,
     #[serde(borrow)]
     kind: GroupVersionKind<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     sub_resource: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     namespace: Option<Cow<'a, str>>,
     #[serde(borrow)]
     operation: Cow<'a, str>,
@@ -85,14 +138,14 @@ pub struct ObjectView<'a> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct MetaView<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     generate_name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    labels: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+    labels: Option<BTreeMap<Text<'a>, Text<'a>>>,
     #[serde(borrow, default)]
-    annotations: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+    annotations: Option<BTreeMap<Text<'a>, Text<'a>>>,
     #[serde(borrow, default)]
     owner_references: Option<Vec<OwnerView<'a>>>,
 }
@@ -123,7 +176,7 @@ struct SpecView<'a> {
 struct ContainerView<'a> {
     #[serde(borrow)]
     name: Cow<'a, str>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     image: Option<Cow<'a, str>>,
 }
 
@@ -143,7 +196,7 @@ impl<'a> ObjectView<'a> {
             .annotations
             .as_ref()?
             .get(key)
-            .map(AsRef::as_ref)
+            .map(|v| &*v.0)
     }
 }
 
@@ -412,7 +465,7 @@ pub fn plan_object<'c>(
     };
     let old_spec = old_pod.and_then(ObjectView::spec);
 
-    let mut images = Vec::new();
+    let mut images = Vec::with_capacity(scope.kinds().iter().map(|&k| spec.list(k).len()).sum());
     for (kind, index, container) in spec.containers(scope.kinds()) {
         let Some(image) = container.image.as_deref() else {
             continue;
@@ -471,7 +524,7 @@ fn pod_skip(config: &Config, object: &ObjectView<'_>, pod: &ObjectView<'_>) -> O
         return Some(PodSkip::OptedOut);
     }
     if let Some(labels) = pod.metadata.as_ref().and_then(|m| m.labels.as_ref()) {
-        let pairs = || labels.iter().map(|(k, v)| (k.as_ref(), v.as_ref()));
+        let pairs = || labels.iter().map(|(k, v)| (&*k.0, &*v.0));
         if let Some(sel) = config
             .exclude
             .pod_labels
@@ -507,7 +560,6 @@ fn pointer(base: &[&str], rest: &[Token<'_>]) -> PointerBuf {
 /// `/<base>/spec/<list>/<index>/image`. Every token is a plain word or a number, so the pointer
 /// is written out whole rather than token by token (one allocation, not one per token).
 fn image_pointer(base: &[&str], kind: ContainerKind, index: usize) -> PointerBuf {
-    use std::fmt::Write as _;
     let mut path = String::with_capacity(48);
     for token in base {
         path.push('/');
@@ -515,7 +567,9 @@ fn image_pointer(base: &[&str], kind: ContainerKind, index: usize) -> PointerBuf
     }
     path.push_str("/spec/");
     path.push_str(kind.field());
-    let _ = write!(path, "/{index}/image");
+    path.push('/');
+    push_decimal(&mut path, index);
+    path.push_str("/image");
     PointerBuf::parse(path).unwrap_or_else(|_| {
         pointer(
             base,
@@ -529,13 +583,52 @@ fn image_pointer(base: &[&str], kind: ContainerKind, index: usize) -> PointerBuf
     })
 }
 
+/// Appends `n` in decimal, without the formatting machinery (measurable once per image).
+fn push_decimal(out: &mut String, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b"0123456789"[n % 10];
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
+}
+
+/// [`ORIGINAL_IMAGES_ANNOTATION`] as a JSON Pointer token: its `/` escaped as `~1`.
+const ORIGINAL_IMAGES_TOKEN: &str = "pullthrough.dev~1original-images";
+
+/// `/<base>/metadata/annotations/<record>`, written out whole like [`image_pointer`].
+fn record_pointer(base: &[&str]) -> PointerBuf {
+    let mut path = String::with_capacity(80);
+    for token in base {
+        path.push('/');
+        path.push_str(token);
+    }
+    path.push_str("/metadata/annotations/");
+    path.push_str(ORIGINAL_IMAGES_TOKEN);
+    PointerBuf::parse(path).unwrap_or_else(|_| {
+        pointer(
+            base,
+            &[
+                Token::new("metadata"),
+                Token::new("annotations"),
+                Token::new(ORIGINAL_IMAGES_ANNOTATION),
+            ],
+        )
+    })
+}
+
 fn operations(
     base: &[&str],
     pod: &ObjectView<'_>,
     images: &[ImageOutcome<'_>],
     annotate: bool,
 ) -> Vec<PatchOperation> {
-    let mut ops = Vec::new();
+    let mut ops = Vec::with_capacity(images.len() + 1);
     let mut originals: BTreeMap<&str, &str> = BTreeMap::new();
     for i in images {
         if let Decision::Rewrite(new) = &i.decision {
@@ -584,17 +677,7 @@ fn operations(
             Value::Object(annotations),
         )
     } else {
-        (
-            pointer(
-                base,
-                &[
-                    Token::new("metadata"),
-                    Token::new("annotations"),
-                    Token::new(ORIGINAL_IMAGES_ANNOTATION),
-                ],
-            ),
-            Value::String(record),
-        )
+        (record_pointer(base), Value::String(record))
     };
     ops.push(PatchOperation::Add(AddOperation { path, value }));
     ops
@@ -707,16 +790,118 @@ impl AdmissionResponse {
 }
 
 impl ReviewResponse {
-    /// Serialises the review.
+    /// Serialises the review: the same bytes as its `Serialize` form, written field by field.
     pub fn to_vec(&self) -> Vec<u8> {
-        let patch = self.response.patch.as_ref().map_or(0, String::len);
+        let r = &self.response;
+        let patch = r.patch.as_ref().map_or(0, String::len);
         let mut out = Vec::with_capacity(512 + patch);
-        // Serialising plain strings, bools and maps of strings cannot fail.
-        if serde_json::to_writer(&mut out, self).is_err() {
-            out.clear();
+        out.extend_from_slice(b"{\"apiVersion\":");
+        write_str(&mut out, self.api_version);
+        out.extend_from_slice(b",\"kind\":");
+        write_str(&mut out, self.kind);
+        out.extend_from_slice(b",\"response\":{\"uid\":");
+        write_str(&mut out, &r.uid);
+        out.extend_from_slice(if r.allowed {
+            b",\"allowed\":true"
+        } else {
+            b",\"allowed\":false"
+        });
+        if let Some(patch_type) = r.patch_type {
+            out.extend_from_slice(b",\"patchType\":");
+            write_str(&mut out, patch_type);
         }
+        if let Some(patch) = &r.patch {
+            out.extend_from_slice(b",\"patch\":");
+            write_str(&mut out, patch);
+        }
+        if let Some(status) = &r.status {
+            out.extend_from_slice(b",\"status\":");
+            write_json(&mut out, status);
+        }
+        if !r.warnings.is_empty() {
+            out.extend_from_slice(b",\"warnings\":[");
+            for (n, warning) in r.warnings.iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                write_str(&mut out, warning);
+            }
+            out.push(b']');
+        }
+        if !r.audit_annotations.is_empty() {
+            out.extend_from_slice(b",\"auditAnnotations\":{");
+            for (n, (key, value)) in r.audit_annotations.iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                write_str(&mut out, key);
+                out.push(b':');
+                write_str(&mut out, value);
+            }
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"}}");
         out
     }
+}
+
+/// Writes `s` as a JSON string, escaped as serde_json escapes it. Most strings here (paths,
+/// image names, base64) need no escape: one branch-free pass over the bytes finds that out, and
+/// they are copied whole instead of being escaped byte by byte.
+#[allow(
+    clippy::needless_bitwise_bool,
+    reason = "the pass is branch-free on purpose: every byte is looked at anyway"
+)]
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    let plain = s.bytes().fold(true, |plain, b| {
+        plain & (b >= 0x20) & (b != b'"') & (b != b'\\')
+    });
+    if plain {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        write_json(out, s);
+    }
+}
+
+/// Writes a value with serde_json. Strings, numbers and maps of them cannot fail to serialise.
+fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    let _ = serde_json::to_writer(out, value);
+}
+
+/// Writes a JSON Patch: the same bytes as serialising the operations, with the strings of
+/// `add` and `replace` operations (all this webhook writes) copied whole when they need no
+/// escape.
+fn write_patch(out: &mut Vec<u8>, operations: &[PatchOperation]) {
+    out.push(b'[');
+    for (n, operation) in operations.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        let (head, path, value): (&[u8], _, _) = match operation {
+            PatchOperation::Add(AddOperation { path, value }) => {
+                (b"{\"op\":\"add\",\"path\":", path, value)
+            }
+            PatchOperation::Replace(ReplaceOperation { path, value }) => {
+                (b"{\"op\":\"replace\",\"path\":", path, value)
+            }
+            other => {
+                write_json(out, other);
+                continue;
+            }
+        };
+        out.extend_from_slice(head);
+        write_str(out, path.as_str());
+        out.extend_from_slice(b",\"value\":");
+        match value {
+            Value::String(s) => write_str(out, s),
+            other => write_json(out, other),
+        }
+        out.push(b'}');
+    }
+    out.push(b']');
 }
 
 /// How the request ended, for metrics.
@@ -888,11 +1073,9 @@ fn review_request<'c>(
         if !plan.operations.is_empty() {
             // Serialising a patch of strings cannot fail; an empty patch would be a no-op.
             let mut bytes = Vec::with_capacity(256 * plan.operations.len());
-            if serde_json::to_writer(&mut bytes, &plan.operations).is_err() {
-                bytes.clear();
-            }
+            write_patch(&mut bytes, &plan.operations);
             response.patch_type = Some("JSONPatch");
-            response.patch = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
+            response.patch = Some(base64_simd::STANDARD.encode_to_string(&bytes));
             response
                 .audit_annotations
                 .insert("rewritten-images".to_owned(), plan.rewritten().to_string());
@@ -924,6 +1107,7 @@ fn workload_preview_warnings(plan: &PodPlan<'_>) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::config::Overrides;
+    use base64::Engine as _;
     use serde_json::json;
 
     const HOST: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
@@ -1391,6 +1575,26 @@ mod tests {
     }
 
     #[test]
+    fn record_pointers_and_indexes_match_the_token_by_token_form() {
+        for target in [TargetKind::Pod, TargetKind::Workload, TargetKind::CronJob] {
+            let tokens = [
+                Token::new("metadata"),
+                Token::new("annotations"),
+                Token::new(ORIGINAL_IMAGES_ANNOTATION),
+            ];
+            assert_eq!(
+                record_pointer(target.pod_path()),
+                pointer(target.pod_path(), &tokens)
+            );
+        }
+        for n in [0, 1, 9, 10, 99, 100, 12_345, usize::MAX] {
+            let mut s = String::new();
+            push_decimal(&mut s, n);
+            assert_eq!(s, n.to_string());
+        }
+    }
+
+    #[test]
     fn unread_fields_with_invalid_utf8_do_not_stop_the_rewrite() {
         // Found by fuzzing: serde skips the fields the handler does not read without checking
         // their UTF-8, so such a body is answered like any other (the API server never sends
@@ -1417,6 +1621,83 @@ mod tests {
         let at = body.windows(4).position(|w| w == b"ngXn").unwrap();
         body[at + 2] = 0x92;
         assert!(review(&c, &RuleSnapshot::unknown(), &body).is_err());
+    }
+
+    #[test]
+    fn hand_written_json_is_what_serde_writes() {
+        let mut response = AdmissionResponse::allow("u-\"1\"\u{1}");
+        let plain = response.clone().into_review();
+        assert_eq!(plain.to_vec(), serde_json::to_vec(&plain).unwrap());
+        response.patch_type = Some("JSONPatch");
+        response.patch = Some("W3sib3AiOiJhZGQifV0=".to_owned());
+        response.warnings = vec!["a \"quoted\" \\ warning\n".to_owned(), "é plain".to_owned()];
+        response
+            .audit_annotations
+            .insert("rewritten-images".to_owned(), "4".to_owned());
+        response
+            .audit_annotations
+            .insert("a\tb".to_owned(), "\u{7f}".to_owned());
+        let full = response.into_review();
+        let want = serde_json::to_vec(&full).unwrap();
+        // The derived form writes the patch through a raw value: the same text.
+        assert_eq!(full.to_vec(), want);
+        let refused = AdmissionResponse::invalid("u", "bad \"body\"").into_review();
+        assert_eq!(refused.to_vec(), serde_json::to_vec(&refused).unwrap());
+
+        let operations: Vec<PatchOperation> = serde_json::from_value(json!([
+            {"op": "replace", "path": "/spec/containers/0/image", "value": "nginx:1.27"},
+            {"op": "add", "path": "/metadata/annotations/a~1b", "value": "{\"x\":\"q\\\"\"}"},
+            {"op": "add", "path": "/metadata", "value": {"annotations": {"k": "v"}}},
+            {"op": "remove", "path": "/x"},
+            {"op": "replace", "path": "/we\"ird\n", "value": 7},
+        ]))
+        .unwrap();
+        let mut bytes = Vec::new();
+        write_patch(&mut bytes, &operations);
+        assert_eq!(bytes, serde_json::to_vec(&operations).unwrap());
+        let mut bytes = Vec::new();
+        write_patch(&mut bytes, &[]);
+        assert_eq!(bytes, b"[]");
+    }
+
+    #[test]
+    fn patch_encoding_is_standard_base64() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for len in 0..200 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state.to_le_bytes()[0]
+                })
+                .collect();
+            assert_eq!(
+                base64_simd::STANDARD.encode_to_string(&bytes),
+                base64::engine::general_purpose::STANDARD.encode(&bytes)
+            );
+        }
+    }
+
+    #[test]
+    fn optional_strings_are_borrowed_unless_escaped() {
+        let meta: MetaView<'_> = serde_json::from_str(
+            r#"{"name": "p", "generateName": "p-\u0041", "labels": {"a": "b"}, "annotations": {"k\n": "v"}}"#,
+        )
+        .unwrap();
+        assert!(matches!(meta.name, Some(Cow::Borrowed("p"))));
+        assert!(matches!(meta.generate_name.as_ref(), Some(Cow::Owned(s)) if s == "p-A"));
+        let labels = meta.labels.unwrap();
+        assert!(matches!(labels.get("a"), Some(Text(Cow::Borrowed("b")))));
+        assert_eq!(
+            meta.annotations.unwrap().get("k\n").map(|v| &*v.0),
+            Some("v")
+        );
+        let err = serde_json::from_str::<MetaView<'_>>(r#"{"name": 7}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid type: integer `7`, expected a string at line 1 column 10"
+        );
     }
 
     #[test]

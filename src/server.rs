@@ -2,10 +2,13 @@
 //! connection loop that serves them with keep-alive, HTTP/1.1 and HTTP/2, timeouts and
 //! graceful shutdown.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -13,7 +16,6 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -160,8 +162,9 @@ pub fn webhook_router(state: AppState, limits: Limits) -> Router {
     Router::new()
         .route(MUTATE_PATH, post(mutate))
         .layer(DefaultBodyLimit::max(limits.body_limit))
-        .layer(middleware::from_fn(move |req: Request, next: Next| {
-            deadline(limits, req, next)
+        .layer(tower::layer::layer_fn(move |inner| Deadline {
+            inner,
+            limits,
         }))
         // axum clones the state for every request: one reference count to bump rather than
         // one per metric handle, which both worker threads would fight over.
@@ -179,25 +182,56 @@ pub fn admin_router(state: AppState) -> Router {
 
 /// Refuses a body announced larger than the limit before reading any of it, then bounds the
 /// time to read and answer the request.
-async fn deadline(limits: Limits, req: Request, next: Next) -> Response {
-    let announced = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|len| len > limits.body_limit as u64) {
-        return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
+///
+/// A service of its own rather than `middleware::from_fn`, which clones the inner service and
+/// boxes two futures per request: this calls the inner service in place (its routes are always
+/// ready) and boxes one.
+#[derive(Clone)]
+struct Deadline<S> {
+    inner: S,
+    limits: Limits,
+}
+
+impl<S> tower::Service<Request> for Deadline<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
     }
-    let timeout = limits.request_timeout;
-    if let Ok(response) = tokio::time::timeout(timeout, next.run(req)).await {
-        response
-    } else {
-        warn!(timeout = ?timeout, "request not answered in time");
-        (
-            StatusCode::REQUEST_TIMEOUT,
-            "request not completed in time\n",
-        )
-            .into_response()
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let announced = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if announced.is_some_and(|len| len > self.limits.body_limit as u64) {
+            return Box::pin(std::future::ready(Ok((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large\n",
+            )
+                .into_response())));
+        }
+        let timeout = self.limits.request_timeout;
+        let answer = self.inner.call(req);
+        Box::pin(async move {
+            if let Ok(response) = tokio::time::timeout(timeout, answer).await {
+                response
+            } else {
+                warn!(timeout = ?timeout, "request not answered in time");
+                Ok((
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request not completed in time\n",
+                )
+                    .into_response())
+            }
+        })
     }
 }
 
@@ -263,6 +297,7 @@ fn record(metrics: &Metrics, activity: &Activity, now: Instant, reviewed: &Revie
         warn!(uid, "invalid admission request");
     }
     let mut rewritten = 0usize;
+    let mut counts = ImageCounts::default();
     for image in &reviewed.plan.images {
         let decision = match &image.decision {
             Decision::Rewrite(_) => {
@@ -271,11 +306,7 @@ fn record(metrics: &Metrics, activity: &Activity, now: Instant, reviewed: &Revie
             }
             Decision::Skip(reason) => reason.kind(),
         };
-        metrics
-            .admission
-            .images
-            .with_label_values(&[image.registry, decision])
-            .inc();
+        counts.add(metrics, image.registry, decision);
         // Formatting a line costs more than the rewrite itself, and a line per image multiplies
         // the log volume by the pod's size: the per-image detail is for debugging.
         match &image.decision {
@@ -289,6 +320,7 @@ fn record(metrics: &Metrics, activity: &Activity, now: Instant, reviewed: &Revie
             ),
         }
     }
+    counts.flush(metrics);
     let patched = reviewed.outcome == admission::Outcome::Patched;
     debug!(
         uid,
@@ -314,6 +346,43 @@ fn record(metrics: &Metrics, activity: &Activity, now: Instant, reviewed: &Revie
             images_rewritten = summary.rewritten,
             "admissions since the last summary"
         );
+    }
+}
+
+/// Images of one request counted by registry and decision, so that each counter is looked up
+/// (labels hashed, the family locked) once per request rather than once per image: the images
+/// of a Pod mostly share both.
+#[derive(Default)]
+struct ImageCounts<'a> {
+    groups: [(&'a str, &'static str, u64); 4],
+    len: usize,
+}
+
+impl<'a> ImageCounts<'a> {
+    fn add(&mut self, metrics: &Metrics, registry: &'a str, decision: &'static str) {
+        if let Some(group) = self.groups[..self.len]
+            .iter_mut()
+            .find(|(r, d, _)| *r == registry && *d == decision)
+        {
+            group.2 += 1;
+            return;
+        }
+        if self.len == self.groups.len() {
+            self.flush(metrics);
+        }
+        self.groups[self.len] = (registry, decision, 1);
+        self.len += 1;
+    }
+
+    fn flush(&mut self, metrics: &Metrics) {
+        for &(registry, decision, n) in &self.groups[..self.len] {
+            metrics
+                .admission
+                .images
+                .with_label_values(&[registry, decision])
+                .inc_by(n);
+        }
+        self.len = 0;
     }
 }
 
@@ -581,6 +650,61 @@ pub fn termination_signal() -> impl Future<Output = ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn images_are_counted_by_registry_and_decision() {
+        let config = Config::load(
+            "accountId: \"123456789012\"\nregion: eu-west-1\n",
+            &crate::config::Overrides::default(),
+        )
+        .unwrap();
+        let sha = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let images = [
+            "nginx:1.27",
+            "redis:7",
+            "quay.io/a/b:1",
+            "registry.example/x:1",
+            "ghcr.io/o/r:2",
+            &format!("nginx@{sha}"),
+            "busybox",
+            "registry.example/y:1",
+        ];
+        let containers: Vec<_> = images
+            .iter()
+            .enumerate()
+            .map(|(i, image)| serde_json::json!({"name": format!("c{i}"), "image": image}))
+            .collect();
+        let body = serde_json::to_vec(&serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "operation": "CREATE", "object": {"spec": {"containers": containers}}}
+        }))
+        .unwrap();
+        let reviewed = admission::review(&config, &RuleSnapshot::unknown(), &body).unwrap();
+        let metrics = Metrics::new().unwrap();
+        let activity = Activity::new(SUMMARY_INTERVAL);
+        for _ in 0..2 {
+            record(&metrics, &activity, Instant::now(), &reviewed);
+        }
+        let count = |registry, decision| {
+            metrics
+                .admission
+                .images
+                .with_label_values(&[registry, decision])
+                .get()
+        };
+        assert_eq!(count("docker.io", "rewritten"), 6);
+        assert_eq!(count("quay.io", "rewritten"), 2);
+        assert_eq!(count("ghcr.io", "rewritten"), 2);
+        assert_eq!(count("other", "not_mapped"), 4);
+        assert_eq!(count("docker.io", "digest_pinned"), 2);
+        let rendered = metrics.render();
+        assert_eq!(
+            rendered.matches("pullthrough_images_total{").count(),
+            5,
+            "{rendered}"
+        );
+    }
 
     #[test]
     fn activity_is_summarised_once_per_interval_and_starts_again() {
