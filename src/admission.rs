@@ -17,6 +17,11 @@ use crate::config::{Config, WorkloadPolicy};
 use crate::rewrite::{Decision, SkipReason, Verdict, decide};
 use crate::rules::RuleSnapshot;
 
+mod read;
+
+#[doc(hidden)]
+pub use read::check as check_reader;
+
 /// The only AdmissionReview version served.
 pub const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
 /// Pod annotation that opts a Pod (or pod template) out: `pullthrough.dev/skip: "true"`.
@@ -82,7 +87,7 @@ fn borrowed<'de, D: serde::Deserializer<'de>>(
     Ok(Option::<Text<'de>>::deserialize(deserializer)?.map(|t| t.0))
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ReviewView<'a> {
     #[serde(borrow, default, deserialize_with = "borrowed")]
@@ -93,7 +98,7 @@ struct ReviewView<'a> {
     request: Option<RequestView<'a>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RequestView<'a> {
     #[serde(borrow)]
@@ -116,7 +121,7 @@ struct RequestView<'a> {
     old_object: Option<ObjectView<'a>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 struct GroupVersionKind<'a> {
     #[serde(borrow, default)]
     group: Cow<'a, str>,
@@ -127,7 +132,7 @@ struct GroupVersionKind<'a> {
 }
 
 /// The parts of a Kubernetes object the rewrite reads: metadata and the pod spec or template.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 pub struct ObjectView<'a> {
     #[serde(borrow, default)]
     metadata: Option<MetaView<'a>>,
@@ -135,7 +140,7 @@ pub struct ObjectView<'a> {
     spec: Option<SpecView<'a>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct MetaView<'a> {
     #[serde(borrow, default, deserialize_with = "borrowed")]
@@ -150,14 +155,14 @@ struct MetaView<'a> {
     owner_references: Option<Vec<OwnerView<'a>>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 struct OwnerView<'a> {
     #[serde(borrow)]
     kind: Cow<'a, str>,
 }
 
 /// A pod spec, or a workload spec holding a pod template (or a job template).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct SpecView<'a> {
     #[serde(borrow, default)]
@@ -172,7 +177,7 @@ struct SpecView<'a> {
     job_template: Option<Box<ObjectView<'a>>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 struct ContainerView<'a> {
     #[serde(borrow)]
     name: Cow<'a, str>,
@@ -958,7 +963,8 @@ pub fn review<'c>(
     // Checking the whole body as UTF-8 once is cheaper than checking every string as it is read;
     // a body that is not UTF-8 is read as bytes, for the same error as before.
     let parsed = match std::str::from_utf8(body) {
-        Ok(text) => serde_json::from_str::<ReviewView<'_>>(text),
+        // The reader leaves to serde_json what it does not read, and serde_json then answers.
+        Ok(text) => read::review(text).map_or_else(|| serde_json::from_str(text), Ok),
         Err(_) => serde_json::from_slice(body),
     };
     let parsed: ReviewView<'_> = match parsed {

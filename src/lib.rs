@@ -10,6 +10,7 @@ pub mod admission;
 pub mod cli;
 pub mod config;
 pub mod ecr;
+pub mod json;
 pub mod metrics;
 pub mod preview;
 pub mod reconciler;

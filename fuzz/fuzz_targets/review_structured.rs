@@ -288,7 +288,7 @@ fn list_name(list: u8) -> &'static str {
     LISTS[usize::from(list) % LISTS.len()]
 }
 
-fn container<'v>(pod: &'v mut Value, list: u8, index: u8) -> Option<&'v mut Map<String, Value>> {
+fn container(pod: &mut Value, list: u8, index: u8) -> Option<&mut Map<String, Value>> {
     let items = pod
         .get_mut("spec")?
         .get_mut(list_name(list))?
