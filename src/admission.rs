@@ -368,10 +368,10 @@ pub struct ImageOutcome<'c> {
     pub kind: ContainerKind,
     /// Index in that list.
     pub index: usize,
-    /// Container name.
-    pub container: String,
+    /// Container name, borrowed from the request where it can be.
+    pub container: Cow<'c, str>,
     /// The image as the request has it.
-    pub image: String,
+    pub image: Cow<'c, str>,
     /// What happens to it.
     pub decision: Decision,
     /// Metrics label: configured upstream registry or `other`.
@@ -446,8 +446,8 @@ pub fn plan_object<'c>(
     config: &'c Config,
     rules: &RuleSnapshot,
     target: TargetKind,
-    object: &ObjectView<'_>,
-    old: Option<&ObjectView<'_>>,
+    object: &ObjectView<'c>,
+    old: Option<&ObjectView<'c>>,
     scope: Scope,
 ) -> PodPlan<'c> {
     let (pod, old_pod) = match target {
@@ -472,9 +472,10 @@ pub fn plan_object<'c>(
 
     let mut images = Vec::with_capacity(scope.kinds().iter().map(|&k| spec.list(k).len()).sum());
     for (kind, index, container) in spec.containers(scope.kinds()) {
-        let Some(image) = container.image.as_deref() else {
+        let Some(image_text) = container.image.as_ref() else {
             continue;
         };
+        let image = &**image_text;
         let Verdict {
             mut decision,
             mapping,
@@ -494,8 +495,8 @@ pub fn plan_object<'c>(
         images.push(ImageOutcome {
             kind,
             index,
-            container: container.name.clone().into_owned(),
-            image: image.to_owned(),
+            container: container.name.clone(),
+            image: image_text.clone(),
             decision,
             registry: mapping.map_or("other", |m| m.registry.as_str()),
         });
@@ -662,7 +663,7 @@ fn operations(
             Value::Object(record).to_string()
         }
         // The common case, a first pass: the same text, without building a JSON value.
-        None => serde_json::to_string(&originals).unwrap_or_default(),
+        None => object_text(&originals),
     };
     let metadata = pod.metadata.as_ref();
     let (path, value) = if metadata.is_none() {
@@ -851,24 +852,31 @@ impl ReviewResponse {
 }
 
 /// Writes `s` as a JSON string, escaped as serde_json escapes it. Most strings here (paths,
-/// image names, base64) need no escape: one branch-free pass over the bytes finds that out, and
-/// they are copied whole instead of being escaped byte by byte.
-#[allow(
-    clippy::needless_bitwise_bool,
-    reason = "the pass is branch-free on purpose: every byte is looked at anyway"
-)]
+/// image names, base64) need no escape and are copied whole.
 fn write_str(out: &mut Vec<u8>, s: &str) {
-    let plain = s.bytes().fold(true, |plain, b| {
-        plain & (b >= 0x20) & (b != b'"') & (b != b'\\')
-    });
-    if plain {
-        out.reserve(s.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
-    } else {
-        write_json(out, s);
+    crate::json::write_string(out, s);
+}
+
+/// A map of strings as a JSON object, the text serde_json writes for it.
+fn object_text(map: &BTreeMap<&str, &str>) -> String {
+    let mut out = Vec::with_capacity(
+        map.iter()
+            .map(|(k, v)| k.len() + v.len() + 6)
+            .sum::<usize>()
+            + 2,
+    );
+    out.push(b'{');
+    for (n, (key, value)) in map.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        write_str(&mut out, key);
+        out.push(b':');
+        write_str(&mut out, value);
     }
+    out.push(b'}');
+    // Written from `&str`s and ASCII punctuation only.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Writes a value with serde_json. Strings, numbers and maps of them cannot fail to serialise.
@@ -954,11 +962,12 @@ pub struct Reviewed<'c> {
 pub struct Unreadable(pub String);
 
 /// Reviews a raw AdmissionReview body. `Err` means no uid could be read, so no AdmissionReview
-/// answer is possible (the server replies HTTP 400).
+/// answer is possible (the server replies HTTP 400). The answer borrows container names and
+/// images from `body`.
 pub fn review<'c>(
     config: &'c Config,
     rules: &RuleSnapshot,
-    body: &[u8],
+    body: &'c [u8],
 ) -> Result<Reviewed<'c>, Unreadable> {
     // Checking the whole body as UTF-8 once is cheaper than checking every string as it is read;
     // a body that is not UTF-8 is read as bytes, for the same error as before.
@@ -1026,7 +1035,7 @@ fn read_uid(body: &[u8]) -> Option<String> {
 fn review_request<'c>(
     config: &'c Config,
     rules: &RuleSnapshot,
-    request: &RequestView<'_>,
+    request: &RequestView<'c>,
 ) -> Reviewed<'c> {
     let object_name = request
         .object
@@ -1158,17 +1167,35 @@ mod tests {
     }
 
     #[test]
+    fn object_text_is_what_serde_json_writes() {
+        let cases: [&[(&str, &str)]; 4] = [
+            &[],
+            &[("app", "nginx:1.27")],
+            &[
+                ("b", "quay.io/x:1"),
+                ("a", "ghcr.io/y@sha256:00"),
+                ("c", "z"),
+            ],
+            &[
+                ("q\"uote", "back\\slash"),
+                ("ctl\u{1}", "tab\t"),
+                ("é", "日本"),
+            ],
+        ];
+        for pairs in cases {
+            let map: BTreeMap<&str, &str> = pairs.iter().copied().collect();
+            assert_eq!(object_text(&map), serde_json::to_string(&map).unwrap());
+        }
+    }
+
+    #[test]
     fn rewrites_pod_images_and_records_originals() {
         let c = config("");
         let object = pod(
             json!([{"name": "web", "image": "nginx:1.27"}, {"name": "x", "image": "registry.example/x:1"}]),
         );
-        let r = review(
-            &c,
-            &RuleSnapshot::unknown(),
-            &review_json("CREATE", ("", "Pod"), object.clone(), Value::Null),
-        )
-        .unwrap();
+        let body = review_json("CREATE", ("", "Pod"), object.clone(), Value::Null);
+        let r = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
         assert_eq!(r.outcome, Outcome::Patched);
         assert_eq!(r.response.patch_type, Some("JSONPatch"));
         let after = patched(&r.response, object);
@@ -1200,19 +1227,11 @@ mod tests {
     fn second_pass_changes_nothing() {
         let c = config("");
         let object = pod(json!([{"name": "web", "image": "nginx:1.27"}]));
-        let r = review(
-            &c,
-            &RuleSnapshot::unknown(),
-            &review_json("CREATE", ("", "Pod"), object.clone(), Value::Null),
-        )
-        .unwrap();
+        let body = review_json("CREATE", ("", "Pod"), object.clone(), Value::Null);
+        let r = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
         let once = patched(&r.response, object);
-        let again = review(
-            &c,
-            &RuleSnapshot::unknown(),
-            &review_json("CREATE", ("", "Pod"), once, Value::Null),
-        )
-        .unwrap();
+        let body = review_json("CREATE", ("", "Pod"), once, Value::Null);
+        let again = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
         assert_eq!(again.outcome, Outcome::Allowed);
         assert!(again.response.patch.is_none());
         assert!(again.response.warnings.is_empty());
@@ -1223,12 +1242,8 @@ mod tests {
         let c = config("");
         let mut object = pod(json!([{"name": "web", "image": "nginx:1.27"}]));
         object["metadata"]["annotations"] = json!({SKIP_ANNOTATION: "true"});
-        let r = review(
-            &c,
-            &RuleSnapshot::unknown(),
-            &review_json("CREATE", ("", "Pod"), object, Value::Null),
-        )
-        .unwrap();
+        let body = review_json("CREATE", ("", "Pod"), object, Value::Null);
+        let r = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
         assert!(r.response.patch.is_none());
         assert_eq!(r.plan.skipped, Some(PodSkip::OptedOut));
     }
@@ -1239,12 +1254,8 @@ mod tests {
             config("exclude:\n  podLabels: [\"cnpg.io/cluster\"]\n  ownerKinds: [postgresql]\n");
         let mut object = pod(json!([{"name": "db", "image": "postgres:16"}]));
         object["metadata"]["labels"] = json!({"cnpg.io/cluster": "main"});
-        let r = review(
-            &c,
-            &RuleSnapshot::unknown(),
-            &review_json("CREATE", ("", "Pod"), object, Value::Null),
-        )
-        .unwrap();
+        let body = review_json("CREATE", ("", "Pod"), object, Value::Null);
+        let r = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
         assert_eq!(
             r.plan.skipped,
             Some(PodSkip::LabelExcluded("cnpg.io/cluster".into()))
@@ -1252,12 +1263,8 @@ mod tests {
 
         let mut object = pod(json!([{"name": "db", "image": "postgres:16"}]));
         object["metadata"]["ownerReferences"] = json!([{"apiVersion": "acid.zalan.do/v1", "kind": "postgresql", "name": "x", "uid": "1"}]);
-        let r = review(
-            &c,
-            &RuleSnapshot::unknown(),
-            &review_json("CREATE", ("", "Pod"), object, Value::Null),
-        )
-        .unwrap();
+        let body = review_json("CREATE", ("", "Pod"), object, Value::Null);
+        let r = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
         assert_eq!(
             r.plan.skipped,
             Some(PodSkip::OwnerExcluded("postgresql".into()))
@@ -1273,12 +1280,8 @@ mod tests {
             pod(json!([{"name": "a", "image": "nginx:1.27"}, {"name": "b", "image": "redis:7"}]));
         let new =
             pod(json!([{"name": "a", "image": "nginx:1.27"}, {"name": "b", "image": "redis:8"}]));
-        let r = review(
-            &c,
-            &RuleSnapshot::unknown(),
-            &review_json("UPDATE", ("", "Pod"), new.clone(), old),
-        )
-        .unwrap();
+        let body = review_json("UPDATE", ("", "Pod"), new.clone(), old);
+        let r = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
         let after = patched(&r.response, new);
         assert_eq!(after["spec"]["containers"][0]["image"], "nginx:1.27");
         assert_eq!(
@@ -1294,12 +1297,8 @@ mod tests {
         let old = pod(json!([{"name": "a", "image": "registry.example/x:1"}]));
         let mut new = old.clone();
         new["metadata"]["labels"] = json!({"team": "shop"});
-        let r = review(
-            &c,
-            &RuleSnapshot::unknown(),
-            &review_json("UPDATE", ("", "Pod"), new, old),
-        )
-        .unwrap();
+        let body = review_json("UPDATE", ("", "Pod"), new, old);
+        let r = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
         assert!(r.response.patch.is_none());
         assert!(r.response.warnings.is_empty(), "{:?}", r.response.warnings);
     }
@@ -1314,12 +1313,8 @@ mod tests {
             json!({ORIGINAL_IMAGES_ANNOTATION: "{\"a\":\"nginx:1.27\"}"});
         let mut new = old.clone();
         new["spec"]["containers"][1]["image"] = json!("redis:8");
-        let r = review(
-            &c,
-            &RuleSnapshot::unknown(),
-            &review_json("UPDATE", ("", "Pod"), new.clone(), old),
-        )
-        .unwrap();
+        let body = review_json("UPDATE", ("", "Pod"), new.clone(), old);
+        let r = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
         let after = patched(&r.response, new);
         let record: Value = serde_json::from_str(
             after["metadata"]["annotations"][ORIGINAL_IMAGES_ANNOTATION]
@@ -1412,12 +1407,8 @@ mod tests {
         let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
             "request": {"uid": "u-2", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "operation": "CREATE",
                 "object": {"spec": {"containers": 7}}}});
-        let r = review(
-            &c,
-            &RuleSnapshot::unknown(),
-            &serde_json::to_vec(&body).unwrap(),
-        )
-        .unwrap();
+        let body = serde_json::to_vec(&body).unwrap();
+        let r = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
         assert_eq!(r.outcome, Outcome::Invalid);
         assert_eq!(r.response.uid, "u-2");
         assert!(!r.response.allowed);
@@ -1435,29 +1426,21 @@ mod tests {
         .unwrap();
         body["apiVersion"] = json!("admission.k8s.io/v1beta1");
         let c = config("");
-        let r = review(
-            &c,
-            &RuleSnapshot::unknown(),
-            &serde_json::to_vec(&body).unwrap(),
-        )
-        .unwrap();
+        let body = serde_json::to_vec(&body).unwrap();
+        let r = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
         assert_eq!(r.outcome, Outcome::Invalid);
     }
 
     #[test]
     fn response_uses_the_documented_wire_form() {
         let c = config("");
-        let r = review(
-            &c,
-            &RuleSnapshot::unknown(),
-            &review_json(
-                "CREATE",
-                ("", "Pod"),
-                pod(json!([{"name": "a", "image": "nginx"}])),
-                Value::Null,
-            ),
-        )
-        .unwrap();
+        let body = review_json(
+            "CREATE",
+            ("", "Pod"),
+            pod(json!([{"name": "a", "image": "nginx"}])),
+            Value::Null,
+        );
+        let r = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
         let wire: Value = serde_json::from_slice(&r.response.into_review().to_vec()).unwrap();
         assert_eq!(wire["apiVersion"], "admission.k8s.io/v1");
         assert_eq!(wire["kind"], "AdmissionReview");

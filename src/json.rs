@@ -53,6 +53,67 @@ fn stop_bytes(v: u64) -> u64 {
     (control | quote | backslash) & HIGH
 }
 
+/// Index of the first byte of `b` that a JSON string cannot hold as it is (`"`, `\\` or a
+/// control character), or `b.len()`. Eight bytes at a time.
+fn plain_len(b: &[u8]) -> usize {
+    let mut i = 0;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let Ok(chunk) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let stops = stop_bytes(u64::from_le_bytes(chunk));
+        if stops != 0 {
+            // The lowest flagged byte is exact (see `stop_bytes`).
+            return i + (stops.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while b.get(i).is_some_and(|&c| !STOP[usize::from(c)]) {
+        i += 1;
+    }
+    i
+}
+
+/// Whether `s` can be written as a JSON string as it is, between quotes.
+pub fn is_plain(s: &str) -> bool {
+    plain_len(s.as_bytes()) == s.len()
+}
+
+/// Appends `s` as a JSON string, escaped exactly as serde_json escapes it: `\"`, `\\\\`, the
+/// short escapes for backspace, form feed, line feed, carriage return and tab, `\u00xx` for
+/// the other control characters, and everything else as it is.
+pub fn write_string(out: &mut Vec<u8>, s: &str) {
+    let b = s.as_bytes();
+    out.reserve(b.len() + 2);
+    out.push(b'"');
+    let mut i = 0;
+    loop {
+        let run = plain_len(&b[i..]);
+        out.extend_from_slice(&b[i..i + run]);
+        i += run;
+        let Some(&c) = b.get(i) else {
+            break;
+        };
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(c >> 4)]);
+                out.push(HEX[usize::from(c & 0xf)]);
+            }
+        }
+        i += 1;
+    }
+    out.push(b'"');
+}
+
 /// A cursor over one JSON document.
 pub struct Reader<'a> {
     text: &'a str,
@@ -135,30 +196,10 @@ impl<'a> Reader<'a> {
     }
 
     /// Moves past the plain run of a string, to its closing quote, a backslash or a control
-    /// character: eight bytes at a time, then byte by byte for the last few.
+    /// character.
     #[inline]
     fn run(&mut self) {
-        let b = self.bytes();
-        let mut i = self.pos;
-        while let Some(chunk) = b.get(i..i + 8) {
-            let Ok(chunk) = <[u8; 8]>::try_from(chunk) else {
-                break;
-            };
-            let stops = stop_bytes(u64::from_le_bytes(chunk));
-            if stops != 0 {
-                // The lowest flagged byte is exact (see `stop_bytes`): it is the first stop.
-                self.pos = i + (stops.trailing_zeros() / 8) as usize;
-                return;
-            }
-            i += 8;
-        }
-        while let Some(&c) = b.get(i) {
-            if STOP[usize::from(c)] {
-                break;
-            }
-            i += 1;
-        }
-        self.pos = i;
+        self.pos += self.bytes().get(self.pos..).map_or(0, plain_len);
     }
 
     /// Reads a string without escapes (object keys); one with escapes is left to serde_json.
@@ -535,6 +576,26 @@ mod tests {
                 .position(|&b| STOP[usize::from(b)])
                 .unwrap_or(8);
             assert_eq!(first_stop(bytes) as usize, expected, "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        let mut specials: Vec<char> = (0..0x20u8).map(char::from).collect();
+        specials.extend(['"', '\\', '/', '\u{7f}', 'é', '日', 'x', ' ']);
+        for len in 0..20 {
+            for at in 0..len {
+                for &c in &specials {
+                    let text: String = (0..len)
+                        .map(|i| if i == at || i == len / 2 { c } else { 'x' })
+                        .collect();
+                    let want = serde_json::to_string(&text).unwrap_or_default();
+                    let mut out = Vec::new();
+                    write_string(&mut out, &text);
+                    assert_eq!(String::from_utf8_lossy(&out), want, "{text:?}");
+                    assert_eq!(is_plain(&text), want == format!("\"{text}\""), "{text:?}");
+                }
+            }
         }
     }
 

@@ -163,8 +163,8 @@ fn rows_of(object: &str, plan: &PodPlan<'_>) -> Vec<Row> {
             };
             Row {
                 object: object.to_owned(),
-                container: i.container.clone(),
-                image: i.image.clone(),
+                container: i.container.to_string(),
+                image: i.image.to_string(),
                 new_image,
                 reason,
             }

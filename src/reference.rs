@@ -111,7 +111,8 @@ impl Reference {
         if s.is_empty() {
             return Err(ReferenceError::Empty);
         }
-        if s.chars().any(char::is_whitespace) {
+        // All white space is below `!` or outside ASCII: most references need no char decoding.
+        if s.bytes().any(|b| b <= b' ' || !b.is_ascii()) && s.chars().any(char::is_whitespace) {
             return Err(ReferenceError::WhiteSpace);
         }
         if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -120,12 +121,12 @@ impl Reference {
 
         // The digest is everything after the first `@`; a `:` before it but after the last
         // `/` separates the tag (a `:` before the last `/` is a registry port).
-        let (name_and_tag, digest) = match s.split_once('@') {
+        let (name_and_tag, digest) = match split_at_byte(s, b'@') {
             Some((head, digest)) => (head, Some(parse_digest(digest)?)),
             None => (s, None),
         };
-        let last_slash = name_and_tag.rfind('/').map_or(0, |i| i + 1);
-        let (name, tag) = match name_and_tag[last_slash..].rfind(':') {
+        let last_slash = rfind_byte(name_and_tag, b'/').map_or(0, |i| i + 1);
+        let (name, tag) = match rfind_byte(&name_and_tag[last_slash..], b':') {
             Some(i) => {
                 let at = last_slash + i;
                 (
@@ -148,7 +149,7 @@ impl Reference {
         } else {
             registry
         };
-        let official = if registry == DOCKER_HUB && !path.contains('/') {
+        let official = if registry == DOCKER_HUB && find_byte(path, b'/').is_none() {
             OFFICIAL_REPO_PREFIX
         } else {
             ""
@@ -234,11 +235,30 @@ impl fmt::Display for Reference {
     }
 }
 
+// Byte searches for the ASCII separators of the grammar. A reference is short, and these plain
+// loops cost less than the general `char` pattern machinery of `str`, which sits on the
+// admission path several times per image. A byte below 0x80 is never inside a multi-byte
+// character, so the positions they return are character boundaries.
+
+fn find_byte(s: &str, c: u8) -> Option<usize> {
+    s.bytes().position(|b| b == c)
+}
+
+fn rfind_byte(s: &str, c: u8) -> Option<usize> {
+    s.bytes().rposition(|b| b == c)
+}
+
+/// `s` around the first `c`, without it.
+fn split_at_byte(s: &str, c: u8) -> Option<(&str, &str)> {
+    let i = find_byte(s, c)?;
+    Some((&s[..i], &s[i + 1..]))
+}
+
 /// Splits a name into registry host and repository path, as `splitDockerDomain` does.
 fn split_registry(name: &str) -> (&str, &str) {
-    match name.split_once('/') {
+    match split_at_byte(name, b'/') {
         Some((first, rest))
-            if first.contains(['.', ':'])
+            if first.bytes().any(|b| b == b'.' || b == b':')
                 || first == "localhost"
                 || first.bytes().any(|b| b.is_ascii_uppercase()) =>
         {
@@ -252,7 +272,7 @@ fn validate_host(host: &str) -> Result<(), ReferenceError> {
     let invalid = || ReferenceError::InvalidHost(host.to_owned());
     // An IPv6 literal is bracketed; the port, if any, follows the closing bracket.
     let (hostname, port) = if let Some(rest) = host.strip_prefix('[') {
-        let (addr, after) = rest.split_once(']').ok_or_else(invalid)?;
+        let (addr, after) = split_at_byte(rest, b']').ok_or_else(invalid)?;
         if addr.is_empty() || !addr.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') {
             return Err(invalid());
         }
@@ -261,20 +281,20 @@ fn validate_host(host: &str) -> Result<(), ReferenceError> {
             _ => (None, Some(after.strip_prefix(':').ok_or_else(invalid)?)),
         }
     } else {
-        match host.split_once(':') {
+        match split_at_byte(host, b':') {
             Some((name, port)) => (Some(name), Some(port)),
             None => (Some(host), None),
         }
     };
     if let Some(name) = hostname {
         let ok = !name.is_empty()
-            && name.split('.').all(|label| {
+            && name.as_bytes().split(|&b| b == b'.').all(|label| {
                 !label.is_empty()
                     && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                    && !label.starts_with('-')
-                    && !label.ends_with('-')
+                        .iter()
+                        .all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+                    && label.first() != Some(&b'-')
+                    && label.last() != Some(&b'-')
             });
         if !ok {
             return Err(invalid());
@@ -292,17 +312,17 @@ fn validate_path(path: &str) -> Result<(), ReferenceError> {
     if path.bytes().any(|b| b.is_ascii_uppercase()) {
         return Err(ReferenceError::UppercaseRepository);
     }
-    for component in path.split('/') {
+    for component in path.as_bytes().split(|&b| b == b'/') {
         if !is_path_component(component) {
-            return Err(ReferenceError::InvalidPathComponent(component.to_owned()));
+            let text = String::from_utf8_lossy(component).into_owned();
+            return Err(ReferenceError::InvalidPathComponent(text));
         }
     }
     Ok(())
 }
 
 /// `[a-z0-9]+ ( ( [._] | __ | -+ ) [a-z0-9]+ )*`
-fn is_path_component(c: &str) -> bool {
-    let b = c.as_bytes();
+fn is_path_component(b: &[u8]) -> bool {
     let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
     let mut i = 0;
     loop {
@@ -347,7 +367,7 @@ fn parse_tag(tag: &str) -> Result<&str, ReferenceError> {
 
 fn parse_digest(digest: &str) -> Result<&str, ReferenceError> {
     let invalid = || ReferenceError::InvalidDigest(digest.to_owned());
-    let (algorithm, hex) = digest.split_once(':').ok_or_else(invalid)?;
+    let (algorithm, hex) = split_at_byte(digest, b':').ok_or_else(invalid)?;
     // algorithm := component ( [+._-] component )*, component := [A-Za-z][A-Za-z0-9]*
     let algorithm_ok = algorithm.split(['+', '.', '_', '-']).all(|c| {
         c.as_bytes().first().is_some_and(u8::is_ascii_alphabetic)

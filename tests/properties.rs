@@ -269,7 +269,8 @@ proptest! {
         let config = &configs()[which];
         let rules = RuleSnapshot::unknown();
         let object = pod(&meta, &init, &main, &ephemeral);
-        let reviewed = admission::review(config, &rules, &review_body(&object)).unwrap();
+        let body = review_body(&object);
+        let reviewed = admission::review(config, &rules, &body).unwrap();
         prop_assert!(reviewed.response.allowed);
         let after = apply(&reviewed.response, &object);
 
@@ -300,7 +301,8 @@ proptest! {
         prop_assert_eq!(reviewed.plan.rewritten(), changed.len());
 
         // A second pass over the patched Pod changes nothing.
-        let again = admission::review(config, &rules, &review_body(&after)).unwrap();
+        let body = review_body(&after);
+        let again = admission::review(config, &rules, &body).unwrap();
         prop_assert!(again.response.patch.is_none(), "second pass patched {:?}", again.plan.operations);
     }
 }
