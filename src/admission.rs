@@ -385,11 +385,132 @@ pub struct PodPlan<'c> {
     pub skipped: Option<PodSkip>,
     /// One entry per container considered.
     pub images: Vec<ImageOutcome<'c>>,
-    /// The operations that apply the plan (empty when nothing changes).
-    pub operations: Vec<PatchOperation>,
+    /// JSON Pointer tokens from the object to its pod (template).
+    base: &'static [&'static str],
+    /// The record of original images to write, when images are rewritten and it is kept.
+    record: Option<Record>,
+}
+
+/// The record of original images, and where it goes: the Pod may have no metadata, or
+/// metadata without annotations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Record {
+    at: RecordAt,
+    /// The annotation's value, a JSON object of container names to images.
+    text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecordAt {
+    /// `add /metadata {"annotations": {record}}`
+    Metadata,
+    /// `add /metadata/annotations {record}`
+    Annotations,
+    /// `add /metadata/annotations/<record>`
+    Annotation,
 }
 
 impl PodPlan<'_> {
+    /// The JSON Patch that applies the plan: a `replace` per rewritten image, then an `add` of
+    /// the record of originals. Empty when nothing changes.
+    pub fn operations(&self) -> Vec<PatchOperation> {
+        let mut ops = Vec::with_capacity(self.images.len() + 1);
+        for i in &self.images {
+            if let Decision::Rewrite(new) = &i.decision {
+                ops.push(PatchOperation::Replace(ReplaceOperation {
+                    path: image_pointer(self.base, i.kind, i.index),
+                    value: Value::String(new.clone()),
+                }));
+            }
+        }
+        if let Some(record) = &self.record {
+            let text = Value::String(record.text.clone());
+            let one = |key: &str, value: Value| {
+                let mut map = serde_json::Map::new();
+                map.insert(key.to_owned(), value);
+                Value::Object(map)
+            };
+            let (path, value) = match record.at {
+                RecordAt::Metadata => (
+                    pointer(self.base, &[Token::new("metadata")]),
+                    one("annotations", one(ORIGINAL_IMAGES_ANNOTATION, text)),
+                ),
+                RecordAt::Annotations => (
+                    pointer(
+                        self.base,
+                        &[Token::new("metadata"), Token::new("annotations")],
+                    ),
+                    one(ORIGINAL_IMAGES_ANNOTATION, text),
+                ),
+                RecordAt::Annotation => (record_pointer(self.base), text),
+            };
+            ops.push(PatchOperation::Add(AddOperation { path, value }));
+        }
+        ops
+    }
+
+    /// Writes [`Self::operations`] as JSON, the same bytes serde_json writes for them, without
+    /// building them: the pointers and values are written straight from the plan.
+    fn write_patch(&self, out: &mut Vec<u8>) {
+        out.push(b'[');
+        let mut first = true;
+        let mut path = String::with_capacity(80);
+        for i in &self.images {
+            if let Decision::Rewrite(new) = &i.decision {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                out.extend_from_slice(b"{\"op\":\"replace\",\"path\":");
+                path.clear();
+                push_image_path(&mut path, self.base, i.kind, i.index);
+                write_str(out, &path);
+                out.extend_from_slice(b",\"value\":");
+                write_str(out, new);
+                out.push(b'}');
+            }
+        }
+        if let Some(record) = &self.record {
+            if !first {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"op\":\"add\",\"path\":");
+            path.clear();
+            push_tokens(&mut path, self.base);
+            path.push_str(match record.at {
+                RecordAt::Metadata => "/metadata",
+                RecordAt::Annotations => "/metadata/annotations",
+                RecordAt::Annotation => "/metadata/annotations/",
+            });
+            if record.at == RecordAt::Annotation {
+                path.push_str(ORIGINAL_IMAGES_TOKEN);
+            }
+            write_str(out, &path);
+            out.extend_from_slice(b",\"value\":");
+            let open: &[u8] = match record.at {
+                RecordAt::Metadata => b"{\"annotations\":{\"pullthrough.dev/original-images\":",
+                RecordAt::Annotations => b"{\"pullthrough.dev/original-images\":",
+                RecordAt::Annotation => b"",
+            };
+            out.extend_from_slice(open);
+            write_str(out, &record.text);
+            out.extend_from_slice(match record.at {
+                RecordAt::Metadata => b"}}",
+                RecordAt::Annotations => b"}",
+                RecordAt::Annotation => b"",
+            });
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
+
+    /// Whether the plan changes anything.
+    pub fn changes(&self) -> bool {
+        self.images
+            .iter()
+            .any(|i| matches!(i.decision, Decision::Rewrite(_)))
+    }
+
     /// Number of images rewritten.
     pub fn rewritten(&self) -> usize {
         self.images
@@ -505,11 +626,12 @@ pub fn plan_object<'c>(
     // The ephemeral containers subresource ignores metadata changes, so the record of
     // originals is only written where it will be kept.
     let annotate = scope != Scope::EphemeralContainers;
-    let operations = operations(target.pod_path(), pod, &images, annotate);
+    let record = if annotate { record(pod, &images) } else { None };
     PodPlan {
         skipped: None,
         images,
-        operations,
+        base: target.pod_path(),
+        record,
     }
 }
 
@@ -567,15 +689,7 @@ fn pointer(base: &[&str], rest: &[Token<'_>]) -> PointerBuf {
 /// is written out whole rather than token by token (one allocation, not one per token).
 fn image_pointer(base: &[&str], kind: ContainerKind, index: usize) -> PointerBuf {
     let mut path = String::with_capacity(48);
-    for token in base {
-        path.push('/');
-        path.push_str(token);
-    }
-    path.push_str("/spec/");
-    path.push_str(kind.field());
-    path.push('/');
-    push_decimal(&mut path, index);
-    path.push_str("/image");
+    push_image_path(&mut path, base, kind, index);
     PointerBuf::parse(path).unwrap_or_else(|_| {
         pointer(
             base,
@@ -587,6 +701,24 @@ fn image_pointer(base: &[&str], kind: ContainerKind, index: usize) -> PointerBuf
             ],
         )
     })
+}
+
+/// Appends `/<base>`: tokens that are plain words, which need no escaping.
+fn push_tokens(path: &mut String, base: &[&str]) {
+    for token in base {
+        path.push('/');
+        path.push_str(token);
+    }
+}
+
+/// Appends `/<base>/spec/<list>/<index>/image`.
+fn push_image_path(path: &mut String, base: &[&str], kind: ContainerKind, index: usize) {
+    push_tokens(path, base);
+    path.push_str("/spec/");
+    path.push_str(kind.field());
+    path.push('/');
+    push_decimal(path, index);
+    path.push_str("/image");
 }
 
 /// Appends `n` in decimal, without the formatting machinery (measurable once per image).
@@ -610,10 +742,7 @@ const ORIGINAL_IMAGES_TOKEN: &str = "pullthrough.dev~1original-images";
 /// `/<base>/metadata/annotations/<record>`, written out whole like [`image_pointer`].
 fn record_pointer(base: &[&str]) -> PointerBuf {
     let mut path = String::with_capacity(80);
-    for token in base {
-        path.push('/');
-        path.push_str(token);
-    }
+    push_tokens(&mut path, base);
     path.push_str("/metadata/annotations/");
     path.push_str(ORIGINAL_IMAGES_TOKEN);
     PointerBuf::parse(path).unwrap_or_else(|_| {
@@ -628,32 +757,23 @@ fn record_pointer(base: &[&str]) -> PointerBuf {
     })
 }
 
-fn operations(
-    base: &[&str],
-    pod: &ObjectView<'_>,
-    images: &[ImageOutcome<'_>],
-    annotate: bool,
-) -> Vec<PatchOperation> {
-    let mut ops = Vec::with_capacity(images.len() + 1);
+/// The record of original images for the images `images` rewrites, merged into what earlier
+/// passes recorded (an update, or a reinvocation after another webhook); `None` when nothing is
+/// rewritten.
+fn record(pod: &ObjectView<'_>, images: &[ImageOutcome<'_>]) -> Option<Record> {
     let mut originals: BTreeMap<&str, &str> = BTreeMap::new();
     for i in images {
-        if let Decision::Rewrite(new) = &i.decision {
-            ops.push(PatchOperation::Replace(ReplaceOperation {
-                path: image_pointer(base, i.kind, i.index),
-                value: Value::String(new.clone()),
-            }));
+        if matches!(i.decision, Decision::Rewrite(_)) {
             originals.insert(&i.container, &i.image);
         }
     }
-    if ops.is_empty() || !annotate {
-        return ops;
+    if originals.is_empty() {
+        return None;
     }
-
-    // Keep what earlier passes recorded (an update, or a reinvocation after another webhook).
     let earlier = pod
         .annotation(ORIGINAL_IMAGES_ANNOTATION)
         .and_then(|s| serde_json::from_str::<serde_json::Map<String, Value>>(s).ok());
-    let record = match earlier {
+    let text = match earlier {
         Some(mut record) => {
             for (name, image) in originals {
                 record
@@ -665,28 +785,12 @@ fn operations(
         // The common case, a first pass: the same text, without building a JSON value.
         None => object_text(&originals),
     };
-    let metadata = pod.metadata.as_ref();
-    let (path, value) = if metadata.is_none() {
-        let mut annotations = serde_json::Map::new();
-        annotations.insert(ORIGINAL_IMAGES_ANNOTATION.to_owned(), Value::String(record));
-        let mut meta = serde_json::Map::new();
-        meta.insert("annotations".to_owned(), Value::Object(annotations));
-        (
-            pointer(base, &[Token::new("metadata")]),
-            Value::Object(meta),
-        )
-    } else if metadata.is_some_and(|m| m.annotations.is_none()) {
-        let mut annotations = serde_json::Map::new();
-        annotations.insert(ORIGINAL_IMAGES_ANNOTATION.to_owned(), Value::String(record));
-        (
-            pointer(base, &[Token::new("metadata"), Token::new("annotations")]),
-            Value::Object(annotations),
-        )
-    } else {
-        (record_pointer(base), Value::String(record))
+    let at = match &pod.metadata {
+        None => RecordAt::Metadata,
+        Some(m) if m.annotations.is_none() => RecordAt::Annotations,
+        Some(_) => RecordAt::Annotation,
     };
-    ops.push(PatchOperation::Add(AddOperation { path, value }));
-    ops
+    Some(Record { at, text })
 }
 
 // === Responses ===
@@ -884,39 +988,6 @@ fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     let _ = serde_json::to_writer(out, value);
 }
 
-/// Writes a JSON Patch: the same bytes as serialising the operations, with the strings of
-/// `add` and `replace` operations (all this webhook writes) copied whole when they need no
-/// escape.
-fn write_patch(out: &mut Vec<u8>, operations: &[PatchOperation]) {
-    out.push(b'[');
-    for (n, operation) in operations.iter().enumerate() {
-        if n > 0 {
-            out.push(b',');
-        }
-        let (head, path, value): (&[u8], _, _) = match operation {
-            PatchOperation::Add(AddOperation { path, value }) => {
-                (b"{\"op\":\"add\",\"path\":", path, value)
-            }
-            PatchOperation::Replace(ReplaceOperation { path, value }) => {
-                (b"{\"op\":\"replace\",\"path\":", path, value)
-            }
-            other => {
-                write_json(out, other);
-                continue;
-            }
-        };
-        out.extend_from_slice(head);
-        write_str(out, path.as_str());
-        out.extend_from_slice(b",\"value\":");
-        match value {
-            Value::String(s) => write_str(out, s),
-            other => write_json(out, other),
-        }
-        out.push(b'}');
-    }
-    out.push(b']');
-}
-
 /// How the request ended, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -1085,10 +1156,10 @@ fn review_request<'c>(
         response.warnings = workload_preview_warnings(&plan);
     } else {
         response.warnings = plan.warnings("");
-        if !plan.operations.is_empty() {
-            // Serialising a patch of strings cannot fail; an empty patch would be a no-op.
-            let mut bytes = Vec::with_capacity(256 * plan.operations.len());
-            write_patch(&mut bytes, &plan.operations);
+        if plan.changes() {
+            // An empty patch would be a no-op.
+            let mut bytes = Vec::with_capacity(160 * (plan.images.len() + 1));
+            plan.write_patch(&mut bytes);
             response.patch_type = Some("JSONPatch");
             response.patch = Some(base64_simd::STANDARD.encode_to_string(&bytes));
             response
@@ -1632,21 +1703,56 @@ mod tests {
         assert_eq!(full.to_vec(), want);
         let refused = AdmissionResponse::invalid("u", "bad \"body\"").into_review();
         assert_eq!(refused.to_vec(), serde_json::to_vec(&refused).unwrap());
+    }
 
-        let operations: Vec<PatchOperation> = serde_json::from_value(json!([
-            {"op": "replace", "path": "/spec/containers/0/image", "value": "nginx:1.27"},
-            {"op": "add", "path": "/metadata/annotations/a~1b", "value": "{\"x\":\"q\\\"\"}"},
-            {"op": "add", "path": "/metadata", "value": {"annotations": {"k": "v"}}},
-            {"op": "remove", "path": "/x"},
-            {"op": "replace", "path": "/we\"ird\n", "value": 7},
-        ]))
-        .unwrap();
-        let mut bytes = Vec::new();
-        write_patch(&mut bytes, &operations);
-        assert_eq!(bytes, serde_json::to_vec(&operations).unwrap());
-        let mut bytes = Vec::new();
-        write_patch(&mut bytes, &[]);
-        assert_eq!(bytes, b"[]");
+    #[test]
+    fn the_written_patch_is_what_serde_writes_for_the_operations() {
+        let c = config("workloads: rewrite\ndigests: rewrite\n");
+        let containers = json!([
+            {"name": "a", "image": "nginx:1.27"},
+            {"name": "we\"ird\\", "image": "quay.io/x/y:1"},
+            {"name": "c", "image": "ghcr.io/o/p:2@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
+        ]);
+        let pods = [
+            json!({"spec": {"containers": containers.clone()}}),
+            json!({"metadata": {"name": "p"}, "spec": {"containers": containers.clone()}}),
+            json!({"metadata": {"annotations": {"x": "y"}}, "spec": {"containers": containers.clone()}}),
+            json!({"metadata": {"annotations": {ORIGINAL_IMAGES_ANNOTATION: "{\"old\":\"busybox\"}"}},
+                   "spec": {"initContainers": containers.clone(), "containers": containers.clone()}}),
+            json!({"spec": {"containers": [{"name": "a", "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/x:1"}]}}),
+        ];
+        let mut planned = 0;
+        for pod in pods {
+            for (target, object) in [
+                (TargetKind::Pod, pod.clone()),
+                (
+                    TargetKind::Workload,
+                    json!({"spec": {"template": pod.clone()}}),
+                ),
+                (
+                    TargetKind::CronJob,
+                    json!({"spec": {"jobTemplate": {"spec": {"template": pod.clone()}}}}),
+                ),
+            ] {
+                let text = object.to_string();
+                let view: ObjectView<'_> = serde_json::from_str(&text).unwrap();
+                for scope in [Scope::Create, Scope::EphemeralContainers] {
+                    let plan =
+                        plan_object(&c, &RuleSnapshot::unknown(), target, &view, None, scope);
+                    let operations = plan.operations();
+                    let mut bytes = Vec::new();
+                    plan.write_patch(&mut bytes);
+                    assert_eq!(
+                        String::from_utf8(bytes).unwrap(),
+                        serde_json::to_string(&operations).unwrap(),
+                        "{target:?} {scope:?} {text}"
+                    );
+                    assert_eq!(plan.changes(), !operations.is_empty());
+                    planned += operations.len();
+                }
+            }
+        }
+        assert!(planned > 20, "the cases must rewrite: {planned} operations");
     }
 
     #[test]

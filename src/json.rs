@@ -74,9 +74,17 @@ fn plain_len(b: &[u8]) -> usize {
     i
 }
 
-/// Whether `s` can be written as a JSON string as it is, between quotes.
+/// Whether `s` can be written as a JSON string as it is, between quotes. One branch-free pass
+/// over every byte, which the compiler vectorises: faster than [`plain_len`] on the long
+/// strings written whole (the base64 patch), and no slower on short ones.
+#[allow(
+    clippy::needless_bitwise_bool,
+    reason = "branch-free on purpose, so that the pass is vectorised"
+)]
 pub fn is_plain(s: &str) -> bool {
-    plain_len(s.as_bytes()) == s.len()
+    s.bytes().fold(true, |plain, b| {
+        plain & (b >= 0x20) & (b != b'"') & (b != b'\\')
+    })
 }
 
 /// Appends `s` as a JSON string, escaped exactly as serde_json escapes it: `\"`, `\\\\`, the
@@ -86,6 +94,11 @@ pub fn write_string(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
     out.reserve(b.len() + 2);
     out.push(b'"');
+    if is_plain(s) {
+        out.extend_from_slice(b);
+        out.push(b'"');
+        return;
+    }
     let mut i = 0;
     loop {
         let run = plain_len(&b[i..]);

@@ -135,7 +135,7 @@ fn preview_value(
             Scope::Create,
         );
         rows.extend(rows_of(&object, &plan));
-        plan.operations
+        plan.operations()
     };
     // The operations were planned on this very value, so they apply.
     if let Err(e) = json_patch::patch(&mut value, &operations) {

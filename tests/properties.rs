@@ -303,6 +303,6 @@ proptest! {
         // A second pass over the patched Pod changes nothing.
         let body = review_body(&after);
         let again = admission::review(config, &rules, &body).unwrap();
-        prop_assert!(again.response.patch.is_none(), "second pass patched {:?}", again.plan.operations);
+        prop_assert!(again.response.patch.is_none(), "second pass patched {:?}", again.plan.operations());
     }
 }

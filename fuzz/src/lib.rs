@@ -170,7 +170,7 @@ pub fn check_review(config: &Config, rules: &RuleSnapshot, body: &[u8]) -> Optio
         assert!(
             second.response.patch.is_none(),
             "second pass patched again: {:?}\nafter first pass: {after}",
-            second.plan.operations
+            second.plan.operations()
         );
     }
     Some(after)
