@@ -2,22 +2,20 @@
 //! connection loop that serves them with keep-alive, HTTP/1.1 and HTTP/2, timeouts and
 //! graceful shutdown.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -158,17 +156,21 @@ impl Default for Limits {
 }
 
 /// The admission router: `POST /mutate`.
+///
+/// The body limit and the deadline are applied by the handler rather than by layers: a layer
+/// wraps the route in a service that axum clones, boxed, for every request.
 pub fn webhook_router(state: AppState, limits: Limits) -> Router {
     Router::new()
         .route(MUTATE_PATH, post(mutate))
-        .layer(DefaultBodyLimit::max(limits.body_limit))
-        .layer(tower::layer::layer_fn(move |inner| Deadline {
-            inner,
-            limits,
-        }))
         // axum clones the state for every request: one reference count to bump rather than
         // one per metric handle, which both worker threads would fight over.
-        .with_state(Arc::new(state))
+        .with_state(Arc::new(Webhook { state, limits }))
+}
+
+/// The admission route's state: the shared state and the limits.
+struct Webhook {
+    state: AppState,
+    limits: Limits,
 }
 
 /// The admin router: `GET /healthz`, `GET /readyz`, `GET /metrics`.
@@ -178,61 +180,6 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(Arc::new(state))
-}
-
-/// Refuses a body announced larger than the limit before reading any of it, then bounds the
-/// time to read and answer the request.
-///
-/// A service of its own rather than `middleware::from_fn`, which clones the inner service and
-/// boxes two futures per request: this calls the inner service in place (its routes are always
-/// ready) and boxes one.
-#[derive(Clone)]
-struct Deadline<S> {
-    inner: S,
-    limits: Limits,
-}
-
-impl<S> tower::Service<Request> for Deadline<S>
-where
-    S: tower::Service<Request, Response = Response, Error = Infallible>,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
-        let announced = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if announced.is_some_and(|len| len > self.limits.body_limit as u64) {
-            return Box::pin(std::future::ready(Ok((
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request body too large\n",
-            )
-                .into_response())));
-        }
-        let timeout = self.limits.request_timeout;
-        let answer = self.inner.call(req);
-        Box::pin(async move {
-            if let Ok(response) = tokio::time::timeout(timeout, answer).await {
-                response
-            } else {
-                warn!(timeout = ?timeout, "request not answered in time");
-                Ok((
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request not completed in time\n",
-                )
-                    .into_response())
-            }
-        })
-    }
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
@@ -251,11 +198,53 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-async fn mutate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+/// Reads the body within the limits, then reviews it. A body announced larger than the limit is
+/// refused before any of it is read; one that passes the limit as it arrives is refused then.
+/// The deadline bounds reading the body, the only wait: the review itself does not wait.
+async fn mutate(State(hook): State<Arc<Webhook>>, request: Request) -> Response {
+    let limits = hook.limits;
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|len| len > limits.body_limit as u64) {
+        return too_large();
+    }
+    let read = Limited::new(request.into_body(), limits.body_limit).collect();
+    let body = match tokio::time::timeout(limits.request_timeout, read).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => return too_large(),
+        Ok(Err(e)) => {
+            debug!(error = %e, "cannot read the request body");
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the request body: {e}\n"),
+            )
+                .into_response();
+        }
+        Err(_) => {
+            warn!(timeout = ?limits.request_timeout, "request not answered in time");
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                "request not completed in time\n",
+            )
+                .into_response();
+        }
+    };
+    answer(&hook.state, &body)
+}
+
+fn too_large() -> Response {
+    (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response()
+}
+
+/// Reviews a request body and answers it, counting and logging what was done.
+fn answer(state: &AppState, body: &Bytes) -> Response {
     let started = Instant::now();
     let config = state.config.load();
     let rules = state.rules.load();
-    let response = match admission::review(&config, &rules, &body) {
+    let response = match admission::review(&config, &rules, body) {
         Ok(reviewed) => {
             record(&state.metrics, &state.activity, started, &reviewed);
             let bytes = reviewed.response.into_review().to_vec();

@@ -239,6 +239,44 @@ async fn an_announced_huge_body_gets_413_before_it_is_sent_and_a_chunked_one_whe
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stops_halfway_gets_408_at_the_deadline() {
+    let server = short_server(64).await;
+    let connector = server.connector(Proto::Http1);
+    let body = fixture(SIMPLE);
+    let stream = http::connect_tls(&connector, server.webhook_addr, "localhost")
+        .await
+        .unwrap();
+    let mut conn = H1::new(stream);
+    let head = http::h1_head(
+        "POST",
+        MUTATE_PATH,
+        &[("content-type", "application/json")],
+        body.len(),
+    );
+    conn.write_raw(&head).await.unwrap();
+    conn.write_raw(&body[..body.len() / 2]).await.unwrap();
+    let started = Instant::now();
+    let resp = tokio::time::timeout(Duration::from_secs(8), conn.read_response())
+        .await
+        .expect("no answer to a stalled body")
+        .unwrap();
+    assert_eq!(resp.status, 408, "{}", resp.text());
+    assert!(
+        resp.text().contains("not completed in time"),
+        "{}",
+        resp.text()
+    );
+    let took = started.elapsed();
+    let deadline = short_limits().request_timeout;
+    assert!(
+        took + Duration::from_millis(200) >= deadline && took < deadline + Duration::from_secs(2),
+        "answered after {took:?}, deadline {deadline:?}"
+    );
+    assert_serves_both(&server).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_stall_before_or_inside_the_request_head_are_disconnected() {
     let server = short_server(64).await;
     let connector = server.connector(Proto::Http1);
