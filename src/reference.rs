@@ -105,9 +105,21 @@ impl ReferenceError {
     }
 }
 
-impl Reference {
+/// A reference parsed and normalised without copying it: the pieces of the text. The rewrite
+/// decision reads these; [`Reference`] is the owned form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts<'a> {
+    registry: &'a str,
+    /// `library/` for a single-component Docker Hub repository, otherwise empty.
+    official: &'static str,
+    path: &'a str,
+    tag: Option<&'a str>,
+    digest: Option<&'a str>,
+}
+
+impl<'a> Parts<'a> {
     /// Parses and normalises an image reference as a container runtime would.
-    pub fn parse(s: &str) -> Result<Self, ReferenceError> {
+    pub fn parse(s: &'a str) -> Result<Self, ReferenceError> {
         if s.is_empty() {
             return Err(ReferenceError::Empty);
         }
@@ -154,33 +166,78 @@ impl Reference {
         } else {
             ""
         };
-        let repository_len = official.len() + path.len();
-        if registry.len() + 1 + repository_len > NAME_MAX_LEN {
+        if registry.len() + 1 + official.len() + path.len() > NAME_MAX_LEN {
             return Err(ReferenceError::NameTooLong);
         }
-        let suffix_len = tag.map_or(0, |t| t.len() + 1) + digest.map_or(0, |d| d.len() + 1);
-        let mut full = String::with_capacity(registry.len() + 1 + repository_len + suffix_len);
-        full.push_str(registry);
+        Ok(Self {
+            registry,
+            official,
+            path,
+            tag,
+            digest,
+        })
+    }
+
+    /// The registry host, with its port if any (`docker.io`, `localhost:5000`).
+    pub fn registry(&self) -> &'a str {
+        self.registry
+    }
+
+    /// The repository path inside the registry in two pieces, to be joined: `library/` or
+    /// nothing, then the path as written (`library/` and `nginx`, or `` and `fluent/fluent-bit`).
+    pub fn repository(&self) -> (&'static str, &'a str) {
+        (self.official, self.path)
+    }
+
+    /// Length of the repository path.
+    pub fn repository_len(&self) -> usize {
+        self.official.len() + self.path.len()
+    }
+
+    /// The tag, without its `:`.
+    pub fn tag(&self) -> Option<&'a str> {
+        self.tag
+    }
+
+    /// The digest, `algorithm:hex`.
+    pub fn digest(&self) -> Option<&'a str> {
+        self.digest
+    }
+
+    /// The owned form.
+    pub fn to_reference(&self) -> Reference {
+        let suffix_len =
+            self.tag.map_or(0, |t| t.len() + 1) + self.digest.map_or(0, |d| d.len() + 1);
+        let mut full =
+            String::with_capacity(self.registry.len() + 1 + self.repository_len() + suffix_len);
+        full.push_str(self.registry);
         let registry_end = full.len();
         full.push('/');
-        full.push_str(official);
-        full.push_str(path);
+        full.push_str(self.official);
+        full.push_str(self.path);
         let repository_end = full.len();
-        if let Some(tag) = tag {
+        if let Some(tag) = self.tag {
             full.push(':');
             full.push_str(tag);
         }
         let tag_end = full.len();
-        if let Some(digest) = digest {
+        if let Some(digest) = self.digest {
             full.push('@');
             full.push_str(digest);
         }
-        Ok(Self {
+        Reference {
             full,
             registry_end,
             repository_end,
             tag_end,
-        })
+        }
+    }
+}
+
+impl Reference {
+    /// Parses and normalises an image reference as a container runtime would.
+    pub fn parse(s: &str) -> Result<Self, ReferenceError> {
+        Parts::parse(s).map(|p| p.to_reference())
     }
 
     /// The registry host, with its port if any (`docker.io`, `localhost:5000`).
@@ -559,6 +616,20 @@ mod tests {
             let again = Reference::parse(&r.to_string()).unwrap();
             prop_assert_eq!(&again, &r);
             prop_assert_eq!(again.to_string(), r.to_string());
+        }
+
+        #[test]
+        fn parts_are_the_pieces_of_the_owned_form(s in reference_strategy()) {
+            let parts = Parts::parse(&s).unwrap();
+            let r = Reference::parse(&s).unwrap();
+            let (official, path) = parts.repository();
+            prop_assert_eq!(parts.registry(), r.registry());
+            prop_assert_eq!(format!("{official}{path}"), r.repository());
+            prop_assert_eq!(parts.repository_len(), r.repository().len());
+            prop_assert_eq!(parts.tag(), r.tag());
+            prop_assert_eq!(parts.digest(), r.digest());
+            // The borrowed pieces come from the text itself.
+            prop_assert!(s.contains(path));
         }
     }
 }

@@ -1,9 +1,10 @@
 //! The decision for one image: rewritten to what, or left alone and why.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::config::{Config, DigestPolicy, ECR_REPOSITORY_MAX_LEN, Mapping, UnknownRules};
-use crate::reference::{NAME_MAX_LEN, Reference, ReferenceError};
+use crate::reference::{NAME_MAX_LEN, Parts, ReferenceError};
 use crate::rules::{RuleSnapshot, RuleState};
 
 /// What happens to one image.
@@ -148,26 +149,30 @@ pub fn decide<'c>(config: &'c Config, rules: &RuleSnapshot, image: &str) -> Verd
         decision: Decision::Skip(reason),
         mapping,
     };
-    let reference = match Reference::parse(image) {
-        Ok(r) => r,
+    // Parsed without copying: the image is copied once, into its rewritten name.
+    let parts = match Parts::parse(image) {
+        Ok(p) => p,
         Err(e) => return skip(SkipReason::InvalidReference(e), None),
     };
-    if reference.registry() == config.registry_host {
+    if parts.registry() == config.registry_host {
         return skip(SkipReason::AlreadyRewritten, None);
     }
-    let mapping = config.mapping(reference.registry());
-    if let Some(pattern) = config.exclude.images.iter().find(|p| p.matches(&reference)) {
-        return skip(
-            SkipReason::Excluded {
-                pattern: pattern.as_str().to_owned(),
-            },
-            mapping,
-        );
+    let mapping = config.mapping(parts.registry());
+    if !config.exclude.images.is_empty() {
+        let reference = parts.to_reference();
+        if let Some(pattern) = config.exclude.images.iter().find(|p| p.matches(&reference)) {
+            return skip(
+                SkipReason::Excluded {
+                    pattern: pattern.as_str().to_owned(),
+                },
+                mapping,
+            );
+        }
     }
     let Some(mapping) = mapping else {
         return skip(SkipReason::NotMapped, None);
     };
-    if reference.digest().is_some() && config.digests == DigestPolicy::Skip {
+    if parts.digest().is_some() && config.digests == DigestPolicy::Skip {
         return skip(SkipReason::DigestPinned, Some(mapping));
     }
 
@@ -187,18 +192,24 @@ pub fn decide<'c>(config: &'c Config, rules: &RuleSnapshot, image: &str) -> Verd
         _ => {}
     }
 
-    let path = match &mapping.upstream_repository_prefix {
-        None => reference.repository(),
-        Some(upstream) => match reference
-            .repository()
-            .strip_prefix(upstream.as_str())
-            .and_then(|rest| rest.strip_prefix('/'))
-        {
-            Some(rest) => rest,
-            None => return skip(SkipReason::OutsideUpstreamPrefix, Some(mapping)),
-        },
+    // The repository in the cache: the upstream one, less the rule's upstream prefix.
+    let (official, path) = parts.repository();
+    let (head, path): (&str, Cow<'_, str>) = match &mapping.upstream_repository_prefix {
+        None => (official, Cow::Borrowed(path)),
+        Some(upstream) => {
+            let mut repository = format!("{official}{path}");
+            let Some(rest) = repository
+                .strip_prefix(upstream.as_str())
+                .and_then(|rest| rest.strip_prefix('/'))
+            else {
+                return skip(SkipReason::OutsideUpstreamPrefix, Some(mapping));
+            };
+            repository.drain(..repository.len() - rest.len());
+            ("", Cow::Owned(repository))
+        }
     };
-    let repository_len = mapping.prefix.as_ref().map_or(0, |p| p.len() + 1) + path.len();
+    let repository_len =
+        mapping.prefix.as_ref().map_or(0, |p| p.len() + 1) + head.len() + path.len();
     if repository_len > ECR_REPOSITORY_MAX_LEN {
         return skip(
             SkipReason::RepositoryTooLong {
@@ -222,13 +233,14 @@ pub fn decide<'c>(config: &'c Config, rules: &RuleSnapshot, image: &str) -> Verd
         out.push_str(prefix);
         out.push('/');
     }
-    out.push_str(path);
+    out.push_str(head);
+    out.push_str(&path);
     // Tag and digest are carried over byte for byte; a reference without either stays so.
-    if let Some(tag) = reference.tag() {
+    if let Some(tag) = parts.tag() {
         out.push(':');
         out.push_str(tag);
     }
-    if let Some(digest) = reference.digest() {
+    if let Some(digest) = parts.digest() {
         out.push('@');
         out.push_str(digest);
     }
@@ -242,6 +254,7 @@ pub fn decide<'c>(config: &'c Config, rules: &RuleSnapshot, image: &str) -> Verd
 mod tests {
     use super::*;
     use crate::config::Overrides;
+    use crate::reference::Reference;
     use proptest::prelude::*;
     use rstest::rstest;
 
