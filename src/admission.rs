@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::{Config, WorkloadPolicy};
+use crate::json;
 use crate::rewrite::{Decision, SkipReason, Verdict, decide};
 use crate::rules::RuleSnapshot;
 
@@ -396,8 +397,9 @@ pub struct PodPlan<'c> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Record {
     at: RecordAt,
-    /// The annotation's value, a JSON object of container names to images.
-    text: String,
+    /// The annotation's value (a JSON object of container names to images, as text), written
+    /// as the JSON string that goes into the patch.
+    literal: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -424,7 +426,8 @@ impl PodPlan<'_> {
             }
         }
         if let Some(record) = &self.record {
-            let text = Value::String(record.text.clone());
+            // Written by this module from a `String`: it reads back.
+            let text = Value::String(serde_json::from_slice(&record.literal).unwrap_or_default());
             let one = |key: &str, value: Value| {
                 let mut map = serde_json::Map::new();
                 map.insert(key.to_owned(), value);
@@ -493,7 +496,7 @@ impl PodPlan<'_> {
                 RecordAt::Annotation => b"",
             };
             out.extend_from_slice(open);
-            write_str(out, &record.text);
+            out.extend_from_slice(&record.literal);
             out.extend_from_slice(match record.at {
                 RecordAt::Metadata => b"}}",
                 RecordAt::Annotations => b"}",
@@ -773,24 +776,25 @@ fn record(pod: &ObjectView<'_>, images: &[ImageOutcome<'_>]) -> Option<Record> {
     let earlier = pod
         .annotation(ORIGINAL_IMAGES_ANNOTATION)
         .and_then(|s| serde_json::from_str::<serde_json::Map<String, Value>>(s).ok());
-    let text = match earlier {
+    let mut literal = Vec::new();
+    match earlier {
         Some(mut record) => {
             for (name, image) in originals {
                 record
                     .entry(name.to_owned())
                     .or_insert_with(|| Value::String(image.to_owned()));
             }
-            Value::Object(record).to_string()
+            write_str(&mut literal, &Value::Object(record).to_string());
         }
         // The common case, a first pass: the same text, without building a JSON value.
-        None => object_text(&originals),
-    };
+        None => write_object_literal(&mut literal, &originals),
+    }
     let at = match &pod.metadata {
         None => RecordAt::Metadata,
         Some(m) if m.annotations.is_none() => RecordAt::Annotations,
         Some(_) => RecordAt::Annotation,
     };
-    Some(Record { at, text })
+    Some(Record { at, literal })
 }
 
 // === Responses ===
@@ -958,7 +962,7 @@ impl ReviewResponse {
 /// Writes `s` as a JSON string, escaped as serde_json escapes it. Most strings here (paths,
 /// image names, base64) need no escape and are copied whole.
 fn write_str(out: &mut Vec<u8>, s: &str) {
-    crate::json::write_string(out, s);
+    json::write_string(out, s);
 }
 
 /// A map of strings as a JSON object, the text serde_json writes for it.
@@ -981,6 +985,37 @@ fn object_text(map: &BTreeMap<&str, &str>) -> String {
     out.push(b'}');
     // Written from `&str`s and ASCII punctuation only.
     String::from_utf8(out).unwrap_or_default()
+}
+
+/// Writes the text of `map` as a JSON object ([`object_text`]), as a JSON string.
+fn write_object_literal(out: &mut Vec<u8>, map: &BTreeMap<&str, &str>) {
+    if !map
+        .iter()
+        .all(|(k, v)| json::is_plain(k) && json::is_plain(v))
+    {
+        write_str(out, &object_text(map));
+        return;
+    }
+    // Container names and images need no escape (as they always do in practice): the only
+    // characters of the text to escape are its own quotes, so it is written escaped at once.
+    out.reserve(
+        map.iter()
+            .map(|(k, v)| k.len() + v.len() + 12)
+            .sum::<usize>()
+            + 4,
+    );
+    out.extend_from_slice(b"\"{");
+    for (n, (key, value)) in map.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\\\"");
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(b"\\\":\\\"");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\\\"");
+    }
+    out.extend_from_slice(b"}\"");
 }
 
 /// Writes a value with serde_json. Strings, numbers and maps of them cannot fail to serialise.
@@ -1255,7 +1290,11 @@ mod tests {
         ];
         for pairs in cases {
             let map: BTreeMap<&str, &str> = pairs.iter().copied().collect();
-            assert_eq!(object_text(&map), serde_json::to_string(&map).unwrap());
+            let text = serde_json::to_string(&map).unwrap();
+            assert_eq!(object_text(&map), text);
+            let mut literal = Vec::new();
+            write_object_literal(&mut literal, &map);
+            assert_eq!(literal, serde_json::to_vec(&text).unwrap(), "{text}");
         }
     }
 
