@@ -4,17 +4,23 @@
 # keep-alive connections over HTTP/2 and HTTP/1.1, POSTing captured AdmissionReview bodies.
 #
 #   bench/load.sh                 # the whole run, a few minutes on 2 cores
-#   DURATION=2 CONNS="10" bench/load.sh    # a quick look
+#   ROUNDS=1 CONNS="10" bench/load.sh    # a quick look
 #   PT_BIN=/tmp/pullthrough-old bench/load.sh   # another build of pullthrough (an older commit)
 #
 # Reports throughput, latency percentiles, the ratio to the floor, server CPU per request, RSS
 # and start-to-ready time as a Markdown table on stdout; raw output goes to $OUT.
+#
+# The machine may be shared, and h2load runs on the same cores: throughput drifts from one
+# second to the next. Each round runs the two servers back to back (the floor first in odd
+# rounds, pullthrough first in even ones), and the ratio of a point is the median of its
+# rounds' ratios (with the lowest and highest), which a drift moves far less than a ratio of
+# means.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-3}           # measured seconds per h2load run
-ROUNDS_PER_POINT=${ROUNDS:-3}     # floor and pullthrough alternate this many times per point
+DURATION=${DURATION:-2}           # measured seconds per h2load run
+ROUNDS_PER_POINT=${ROUNDS:-5}     # floor and pullthrough alternate this many times per point
 WARMUP=${WARMUP:-1}               # warm-up seconds before each measured run
 CONNS=${CONNS:-"1 10 50"}         # connection counts
 PROTOS=${PROTOS:-"h2 h1"}         # HTTP/2 and HTTP/1.1
@@ -149,7 +155,7 @@ rss_kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 
-declare -A RPS_SUM ROUNDS TICKS DONE
+declare -A RPS_SUM ROUNDS TICKS DONE RPS_ROUND
 # Runs h2load once against one server and adds up its req/s, requests and server CPU time; the
 # per-request latencies are kept for the percentiles.
 run() { # name pid port proto conns fixture [extra h2load args...]
@@ -180,6 +186,7 @@ run() { # name pid port proto conns fixture [extra h2load args...]
         log "errors in $key:"; cat "$file.out" >&2; exit 1
     fi
     RPS_SUM[$key]=$(awk -v a="${RPS_SUM[$key]:-0}" -v b="$rps" 'BEGIN { print a + b }')
+    RPS_ROUND[$key/${ROUND:-0}]=$rps
     ROUNDS[$key]=$((${ROUNDS[$key]:-0} + 1))
     TICKS[$key]=$((${TICKS[$key]:-0} + c1 - c0))
     DONE[$key]=$((${DONE[$key]:-0} + done_ok))
@@ -211,8 +218,8 @@ ROUND=rss run floor "$FLOOR_PID" "$FLOOR_PORT" h1 10 "$MAIN_FIXTURE" -n "$RSS_RE
 pt_rss_100k=$(rss_kib "$PT_PID" VmRSS)
 floor_rss_100k=$(rss_kib "$FLOOR_PID" VmRSS)
 rm -f "$OUT"/h2load/*.rss.log
-unset RPS_SUM ROUNDS TICKS DONE
-declare -A RPS_SUM ROUNDS TICKS DONE
+unset RPS_SUM ROUNDS TICKS DONE RPS_ROUND
+declare -A RPS_SUM ROUNDS TICKS DONE RPS_ROUND
 
 # Each point alternates the floor and pullthrough for several short rounds, so that both see
 # the same machine: other work on it comes and goes.
@@ -230,8 +237,14 @@ done
 for point in "${points[@]}"; do
     read -r proto conns fixture <<<"$point"
     for ROUND in $(seq "$ROUNDS_PER_POINT"); do
-        run floor "$FLOOR_PID" "$FLOOR_PORT" "$proto" "$conns" "$fixture" "${timed[@]}"
-        run pullthrough "$PT_PID" "$PT_PORT" "$proto" "$conns" "$fixture" "${timed[@]}"
+        # Which server goes first alternates too, so that neither always meets a drift first.
+        if ((ROUND % 2)); then
+            run floor "$FLOOR_PID" "$FLOOR_PORT" "$proto" "$conns" "$fixture" "${timed[@]}"
+            run pullthrough "$PT_PID" "$PT_PORT" "$proto" "$conns" "$fixture" "${timed[@]}"
+        else
+            run pullthrough "$PT_PID" "$PT_PORT" "$proto" "$conns" "$fixture" "${timed[@]}"
+            run floor "$FLOOR_PID" "$FLOOR_PORT" "$proto" "$conns" "$fixture" "${timed[@]}"
+        fi
     done
 done
 
@@ -246,16 +259,20 @@ ms() { awk -v u="$1" 'BEGIN { printf "%.1f", u / 1000 }'; }
 echo "Machine: $(nproc) cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo);" \
     "load before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "Run: $(date -u +%Y-%m-%dT%H:%M:%SZ), per point $ROUNDS_PER_POINT rounds of ${DURATION}s" \
-    "(after ${WARMUP}s warm-up) for each server, alternating; h2load 1 thread, 1 stream per" \
+    "(after ${WARMUP}s warm-up) for each server, back to back; h2load 1 thread, 1 stream per" \
     "connection, over TLS on 127.0.0.1"
 echo
-echo "| body | proto | conns | floor req/s | pullthrough req/s | ratio | floor p50 / p99 / max (us) | pullthrough p50 / p99 / max (us) | server CPU us/req floor / pullthrough |"
+echo "| body | proto | conns | floor req/s | pullthrough req/s | ratio, median of rounds (lowest to highest) | floor p50 / p99 / max (us) | pullthrough p50 / p99 / max (us) | server CPU us/req floor / pullthrough |"
 echo "|---|---|---:|---:|---:|---:|---|---|---|"
 row() { # proto conns fixture label
     read -r f_rps f_p50 f_p99 f_max f_cpu <<<"$(result "floor/$1/$2/$3")"
     read -r p_rps p_p50 p_p99 p_max p_cpu <<<"$(result "pullthrough/$1/$2/$3")"
-    local ratio
-    ratio=$(awk -v a="$p_rps" -v b="$f_rps" 'BEGIN { printf "%.0f%%", 100 * a / b }')
+    local ratio round
+    ratio=$(for round in $(seq "$ROUNDS_PER_POINT"); do
+        awk -v a="${RPS_ROUND[pullthrough/$1/$2/$3/$round]}" \
+            -v b="${RPS_ROUND[floor/$1/$2/$3/$round]}" 'BEGIN { print 100 * a / b }'
+    done | sort -n | awk '{ v[NR] = $1 }
+        END { printf "%.0f%% (%.0f to %.0f%%)", v[int((NR + 1) / 2)], v[1], v[NR] }')
     printf '| %s | %s | %s | %.0f | %.0f | %s | %s / %s / %s | %s / %s / %s | %s / %s |\n' \
         "$4" "$1" "$2" "$f_rps" "$p_rps" "$ratio" \
         "$f_p50" "$f_p99" "$f_max" "$p_p50" "$p_p99" "$p_max" "$f_cpu" "$p_cpu"
