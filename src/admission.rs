@@ -467,9 +467,9 @@ impl PodPlan<'_> {
                 out.extend_from_slice(b"{\"op\":\"replace\",\"path\":");
                 path.clear();
                 push_image_path(&mut path, self.base, i.kind, i.index);
-                write_str(out, &path);
+                json::write_string(out, &path);
                 out.extend_from_slice(b",\"value\":");
-                write_str(out, new);
+                json::write_string(out, new);
                 out.push(b'}');
             }
         }
@@ -488,7 +488,7 @@ impl PodPlan<'_> {
             if record.at == RecordAt::Annotation {
                 path.push_str(ORIGINAL_IMAGES_TOKEN);
             }
-            write_str(out, &path);
+            json::write_string(out, &path);
             out.extend_from_slice(b",\"value\":");
             let open: &[u8] = match record.at {
                 RecordAt::Metadata => b"{\"annotations\":{\"pullthrough.dev/original-images\":",
@@ -784,7 +784,7 @@ fn record(pod: &ObjectView<'_>, images: &[ImageOutcome<'_>]) -> Option<Record> {
                     .entry(name.to_owned())
                     .or_insert_with(|| Value::String(image.to_owned()));
             }
-            write_str(&mut literal, &Value::Object(record).to_string());
+            json::write_string(&mut literal, &Value::Object(record).to_string());
         }
         // The common case, a first pass: the same text, without building a JSON value.
         None => write_object_literal(&mut literal, &originals),
@@ -910,11 +910,11 @@ impl ReviewResponse {
         let patch = r.patch.as_ref().map_or(0, String::len);
         let mut out = Vec::with_capacity(512 + patch);
         out.extend_from_slice(b"{\"apiVersion\":");
-        write_str(&mut out, self.api_version);
+        json::write_string(&mut out, self.api_version);
         out.extend_from_slice(b",\"kind\":");
-        write_str(&mut out, self.kind);
+        json::write_string(&mut out, self.kind);
         out.extend_from_slice(b",\"response\":{\"uid\":");
-        write_str(&mut out, &r.uid);
+        json::write_string(&mut out, &r.uid);
         out.extend_from_slice(if r.allowed {
             b",\"allowed\":true"
         } else {
@@ -922,11 +922,11 @@ impl ReviewResponse {
         });
         if let Some(patch_type) = r.patch_type {
             out.extend_from_slice(b",\"patchType\":");
-            write_str(&mut out, patch_type);
+            json::write_string(&mut out, patch_type);
         }
         if let Some(patch) = &r.patch {
             out.extend_from_slice(b",\"patch\":");
-            write_str(&mut out, patch);
+            json::write_string(&mut out, patch);
         }
         if let Some(status) = &r.status {
             out.extend_from_slice(b",\"status\":");
@@ -938,31 +938,22 @@ impl ReviewResponse {
                 if n > 0 {
                     out.push(b',');
                 }
-                write_str(&mut out, warning);
+                json::write_string(&mut out, warning);
             }
             out.push(b']');
         }
         if !r.audit_annotations.is_empty() {
-            out.extend_from_slice(b",\"auditAnnotations\":{");
-            for (n, (key, value)) in r.audit_annotations.iter().enumerate() {
-                if n > 0 {
-                    out.push(b',');
-                }
-                write_str(&mut out, key);
-                out.push(b':');
-                write_str(&mut out, value);
-            }
-            out.push(b'}');
+            out.extend_from_slice(b",\"auditAnnotations\":");
+            json::write_object(
+                &mut out,
+                r.audit_annotations
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            );
         }
         out.extend_from_slice(b"}}");
         out
     }
-}
-
-/// Writes `s` as a JSON string, escaped as serde_json escapes it. Most strings here (paths,
-/// image names, base64) need no escape and are copied whole.
-fn write_str(out: &mut Vec<u8>, s: &str) {
-    json::write_string(out, s);
 }
 
 /// A map of strings as a JSON object, the text serde_json writes for it.
@@ -973,16 +964,7 @@ fn object_text(map: &BTreeMap<&str, &str>) -> String {
             .sum::<usize>()
             + 2,
     );
-    out.push(b'{');
-    for (n, (key, value)) in map.iter().enumerate() {
-        if n > 0 {
-            out.push(b',');
-        }
-        write_str(&mut out, key);
-        out.push(b':');
-        write_str(&mut out, value);
-    }
-    out.push(b'}');
+    json::write_object(&mut out, map.iter().map(|(k, v)| (*k, *v)));
     // Written from `&str`s and ASCII punctuation only.
     String::from_utf8(out).unwrap_or_default()
 }
@@ -993,7 +975,7 @@ fn write_object_literal(out: &mut Vec<u8>, map: &BTreeMap<&str, &str>) {
         .iter()
         .all(|(k, v)| json::is_plain(k) && json::is_plain(v))
     {
-        write_str(out, &object_text(map));
+        json::write_string(out, &object_text(map));
         return;
     }
     // Container names and images need no escape (as they always do in practice): the only

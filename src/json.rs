@@ -127,6 +127,20 @@ pub fn write_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// Appends a JSON object of strings, `{"key":"value",…}`, in the order given.
+pub fn write_object<'s>(out: &mut Vec<u8>, members: impl IntoIterator<Item = (&'s str, &'s str)>) {
+    out.push(b'{');
+    for (n, (key, value)) in members.into_iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        write_string(out, key);
+        out.push(b':');
+        write_string(out, value);
+    }
+    out.push(b'}');
+}
+
 /// A cursor over one JSON document.
 pub struct Reader<'a> {
     text: &'a str,
