@@ -93,6 +93,27 @@ async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
     .ok()
 }
 
+/// A new HTTP/1.1 connection that has sent the head of a POST to the webhook announcing
+/// `body_len` bytes of JSON, and nothing of the body.
+async fn post_head(
+    server: &TestServer,
+    body_len: usize,
+) -> H1<tokio_rustls::client::TlsStream<TcpStream>> {
+    let connector = server.connector(Proto::Http1);
+    let stream = http::connect_tls(&connector, server.webhook_addr, "localhost")
+        .await
+        .unwrap();
+    let mut conn = H1::new(stream);
+    let head = http::h1_head(
+        "POST",
+        MUTATE_PATH,
+        &[("content-type", "application/json")],
+        body_len,
+    );
+    conn.write_raw(&head).await.unwrap();
+    conn
+}
+
 fn review_with(request: &Value) -> Vec<u8> {
     serde_json::to_vec(request).unwrap()
 }
@@ -185,17 +206,7 @@ async fn an_announced_huge_body_gets_413_before_it_is_sent_and_a_chunked_one_whe
     let connector = server.connector(Proto::Http1);
 
     // A Content-Length of 1 GiB and not one byte of body: refused at once.
-    let stream = http::connect_tls(&connector, server.webhook_addr, "localhost")
-        .await
-        .unwrap();
-    let mut conn = H1::new(stream);
-    let head = http::h1_head(
-        "POST",
-        MUTATE_PATH,
-        &[("content-type", "application/json")],
-        1 << 30,
-    );
-    conn.write_raw(&head).await.unwrap();
+    let mut conn = post_head(&server, 1 << 30).await;
     let resp = tokio::time::timeout(Duration::from_secs(3), conn.read_response())
         .await
         .expect("no early 413")
@@ -241,19 +252,8 @@ async fn an_announced_huge_body_gets_413_before_it_is_sent_and_a_chunked_one_whe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_stops_halfway_gets_408_at_the_deadline() {
     let server = short_server(64).await;
-    let connector = server.connector(Proto::Http1);
     let body = fixture(SIMPLE);
-    let stream = http::connect_tls(&connector, server.webhook_addr, "localhost")
-        .await
-        .unwrap();
-    let mut conn = H1::new(stream);
-    let head = http::h1_head(
-        "POST",
-        MUTATE_PATH,
-        &[("content-type", "application/json")],
-        body.len(),
-    );
-    conn.write_raw(&head).await.unwrap();
+    let mut conn = post_head(&server, body.len()).await;
     conn.write_raw(&body[..body.len() / 2]).await.unwrap();
     let started = Instant::now();
     let resp = tokio::time::timeout(Duration::from_secs(8), conn.read_response())
