@@ -22,30 +22,16 @@ ADMIN_PORT=${ADMIN_PORT:-8080}
 FLOOR_PORT=${FLOOR_PORT:-9443}
 OUT=${OUT:-target/bench-instructions}
 FIXTURE=${FIXTURE:-tests/fixtures/admission/pod-create-initcontainers-native-sidecar-multi-container.json}
-BIN=${PT_BIN:-target/release/pullthrough}
-FLOOR=target/release/examples/floor
+# shellcheck source=bench/common.sh
+source bench/common.sh
 
-log() { printf '%s\n' "$*" >&2; }
-
-if ! command -v h2load >/dev/null; then
-    log "installing h2load (nghttp2-client)"
-    apt-get update >&2 && apt-get install -y nghttp2-client >&2
-fi
-if ! command -v callgrind_control >/dev/null; then
-    log "installing valgrind"
-    apt-get update >&2 && apt-get install -y valgrind >&2
-fi
-log "building release binaries"
-nice -n 10 cargo build --locked --release --bin pullthrough --example floor >&2
+need h2load nghttp2-client
+need callgrind_control valgrind
+build_binaries
 
 rm -rf "$OUT"
 mkdir -p "$OUT/tls"
-cat >"$OUT/config.yaml" <<'EOF'
-accountId: "123456789012"
-region: eu-west-1
-ruleCheck:
-  enabled: false
-EOF
+write_config "$OUT/config.yaml"
 
 PID=
 cleanup() { [[ -n $PID ]] && kill "$PID" 2>/dev/null; wait 2>/dev/null || true; }

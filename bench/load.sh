@@ -34,18 +34,12 @@ FIXTURES=tests/fixtures/admission
 MAIN_FIXTURE=$FIXTURES/pod-create-initcontainers-native-sidecar-multi-container.json
 SIMPLE_FIXTURE=$FIXTURES/pod-create-simple.json
 
-BIN=${PT_BIN:-target/release/pullthrough}
-FLOOR=target/release/examples/floor
-
-log() { printf '%s\n' "$*" >&2; }
+# shellcheck source=bench/common.sh
+source bench/common.sh
 
 # --- Tools and binaries ---
-if ! command -v h2load >/dev/null; then
-    log "installing h2load (nghttp2-client)"
-    apt-get update >&2 && apt-get install -y nghttp2-client >&2
-fi
-log "building release binaries"
-nice -n 10 cargo build --locked --release --bin pullthrough --example floor >&2
+need h2load nghttp2-client
+build_binaries
 
 for port in "$PT_PORT" "$ADMIN_PORT" "$FLOOR_PORT"; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
@@ -57,14 +51,7 @@ done
 rm -rf "$OUT"
 mkdir -p "$OUT/tls" "$OUT/h2load"
 CONFIG=$OUT/config.yaml
-# Rules are not read from ECR (no AWS here): they stay unknown and the map is trusted, which is
-# the default behaviour while the rules are unknown.
-cat >"$CONFIG" <<'EOF'
-accountId: "123456789012"
-region: eu-west-1
-ruleCheck:
-  enabled: false
-EOF
+write_config "$CONFIG"
 
 PIDS=()
 cleanup() {
