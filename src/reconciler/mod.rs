@@ -6,6 +6,7 @@
 //! Pod gets one Event per cause, re-sent no more often than an interval ([`Tracker`]). The
 //! watchers, the Lease and the Recorder live in [`run`].
 
+pub mod notice;
 pub mod run;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
