@@ -94,6 +94,8 @@ pub struct PodRecord {
     pub labels: BTreeMap<String, String>,
     /// Kinds of the Pod's owners, for the owner-kind exclusions.
     pub owner_kinds: Vec<String>,
+    /// The workload the Pod belongs to; `None` for a bare Pod.
+    pub owner: Option<notice::Owner>,
     /// Whether the Pod opts out with the skip annotation.
     pub opted_out: bool,
     /// Every container, init container and ephemeral container.
@@ -142,6 +144,10 @@ impl PodRecord {
                 .flatten()
                 .map(|o| o.kind.clone())
                 .collect(),
+            owner: notice::Owner::of_pod(
+                meta.owner_references.as_deref().unwrap_or_default(),
+                meta.labels.as_ref(),
+            ),
             opted_out: annotations
                 .and_then(|a| a.get(SKIP_ANNOTATION))
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),
@@ -650,6 +656,7 @@ mod tests {
             uid: uid.into(),
             labels: BTreeMap::new(),
             owner_kinds: Vec::new(),
+            owner: None,
             opted_out: false,
             containers: images
                 .iter()

@@ -46,3 +46,45 @@ pub struct Notice {
     /// that end silently.
     pub resolution: Option<Resolution>,
 }
+
+/// The top-level owner of a Pod: the workload its Events go on. A bare Pod has none.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Owner {
+    /// Kind: Deployment, StatefulSet, DaemonSet, CronJob, Job, ReplicaSet, or another
+    /// controller's kind.
+    pub kind: String,
+    /// Name, in the Pod's namespace.
+    pub name: String,
+}
+
+impl Owner {
+    /// The Pod's top-level owner as far as the Pod itself tells: its controller, and for a
+    /// ReplicaSet named `<deployment>-<pod-template-hash>` (as the Deployment controller names
+    /// them) that Deployment.
+    pub fn of_pod(
+        owners: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference],
+        labels: Option<&std::collections::BTreeMap<String, String>>,
+    ) -> Option<Self> {
+        let controller = owners
+            .iter()
+            .find(|o| o.controller == Some(true))
+            .or_else(|| owners.first())?;
+        if controller.kind == "ReplicaSet"
+            && let Some(hash) = labels.and_then(|l| l.get("pod-template-hash"))
+            && let Some(deployment) = controller
+                .name
+                .strip_suffix(hash.as_str())
+                .and_then(|n| n.strip_suffix('-'))
+            && !deployment.is_empty()
+        {
+            return Some(Self {
+                kind: "Deployment".to_owned(),
+                name: deployment.to_owned(),
+            });
+        }
+        Some(Self {
+            kind: controller.kind.clone(),
+            name: controller.name.clone(),
+        })
+    }
+}
