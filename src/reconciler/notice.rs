@@ -88,3 +88,58 @@ impl Owner {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    use super::*;
+
+    fn owner(kind: &str, name: &str, controller: bool) -> OwnerReference {
+        OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: kind.into(),
+            name: name.into(),
+            uid: "u".into(),
+            controller: Some(controller),
+            block_owner_deletion: None,
+        }
+    }
+
+    fn labels(hash: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([("pod-template-hash".to_owned(), hash.to_owned())])
+    }
+
+    #[test]
+    fn a_deployment_is_read_from_its_replica_set_name() {
+        let got = Owner::of_pod(
+            &[owner("ReplicaSet", "web-7d4b9c8f6", true)],
+            Some(&labels("7d4b9c8f6")),
+        );
+        assert_eq!(
+            got,
+            Some(Owner {
+                kind: "Deployment".into(),
+                name: "web".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_replica_set_not_named_after_the_hash_stays_itself() {
+        let got = Owner::of_pod(&[owner("ReplicaSet", "web", true)], Some(&labels("abc")));
+        assert_eq!(got.map(|o| o.kind), Some("ReplicaSet".to_owned()));
+    }
+
+    #[test]
+    fn the_controller_wins_and_a_bare_pod_has_no_owner() {
+        let got = Owner::of_pod(
+            &[owner("Node", "n1", false), owner("StatefulSet", "db", true)],
+            None,
+        );
+        assert_eq!(got.map(|o| o.name), Some("db".to_owned()));
+        assert_eq!(Owner::of_pod(&[], None), None);
+    }
+}
