@@ -89,12 +89,14 @@ impl RuleCheck {
     /// Longest interval accepted: the rules are read at least daily, or not at all.
     pub const MAX_INTERVAL: std::time::Duration = std::time::Duration::from_hours(24);
 
-    /// How long a snapshot is trusted through failed reads:
-    /// [`STALE_AFTER_INTERVALS`](crate::refresh::STALE_AFTER_INTERVALS) intervals. Saturates
-    /// rather than overflowing, whatever the interval.
+    /// A known snapshot is kept through failed reads for this many intervals; after that the
+    /// rules count as unknown and `ruleCheck.whenUnknown` applies.
+    pub const STALE_AFTER_INTERVALS: u32 = 3;
+
+    /// How long a snapshot is trusted through failed reads: [`Self::STALE_AFTER_INTERVALS`]
+    /// intervals. Saturates rather than overflowing, whatever the interval.
     pub fn stale_after(&self) -> std::time::Duration {
-        self.interval
-            .saturating_mul(crate::refresh::STALE_AFTER_INTERVALS)
+        self.interval.saturating_mul(Self::STALE_AFTER_INTERVALS)
     }
 }
 

@@ -15,10 +15,6 @@ use crate::ecr::{Backoff, CacheRuleSource, EcrError, ErrorKind};
 use crate::metrics::{ReloadResult, RuleMetrics, unix_now};
 use crate::rules::{self, RuleSnapshot, RuleState};
 
-/// A known snapshot is kept through failed reads for this many intervals; after that the
-/// rules count as unknown and `ruleCheck.whenUnknown` applies.
-pub const STALE_AFTER_INTERVALS: u32 = 3;
-
 /// Reads the rules once and compares them with the map. Credentialed rules that exist are
 /// validated when `ruleCheck.validateCredentials` is on; a validation that cannot be made
 /// (no permission, throttled) leaves the rule counted as present.

@@ -7,12 +7,10 @@
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
-use std::future::Future;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rcgen::{
@@ -30,12 +28,10 @@ use x509_parser::prelude::FromDer;
 use x509_parser::time::ASN1Time;
 
 use crate::metrics::{ReloadResult, TlsMetrics};
+use crate::reload::{Poller, ReadFailed, Watched};
 
 /// ALPN protocols offered by the server, most preferred first.
 const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
-
-/// Shortest polling interval the reloader accepts; shorter values are raised to it.
-const MIN_RELOAD_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Validity of the self-signed CA.
 const SELF_SIGNED_CA_VALIDITY_SECS: i64 = 10 * 365 * 86_400;
@@ -356,12 +352,13 @@ pub fn server_config(resolver: Arc<CertResolver>) -> Result<Arc<rustls::ServerCo
 }
 
 /// The raw bytes of a certificate file and a key file.
-struct RawPair {
+#[derive(Clone, PartialEq, Eq)]
+pub struct CertPair {
     cert: Vec<u8>,
     key: Vec<u8>,
 }
 
-impl RawPair {
+impl CertPair {
     /// Reads both files through their paths (symlinks followed).
     ///
     /// The certificate is read again after the key: if it changed in between, the files were
@@ -383,34 +380,25 @@ impl RawPair {
         }
         Ok(Some(Self { cert, key }))
     }
-
-    /// An unambiguous encoding of both contents: the certificate length, then both files.
-    fn content(&self) -> Vec<u8> {
-        let mut content = Vec::with_capacity(8 + self.cert.len() + self.key.len());
-        content.extend_from_slice(&(self.cert.len() as u64).to_le_bytes());
-        content.extend_from_slice(&self.cert);
-        content.extend_from_slice(&self.key);
-        content
-    }
 }
 
 /// Reads and loads the certificate and key files.
 ///
-/// Returns the loaded certificate and the content read (an encoding of both files), to hand to
-/// [`CertReloader::new`] so that it reloads only when the files change.
-pub fn read_cert_files(paths: &CertPaths) -> Result<(LoadedCert, Vec<u8>), TlsError> {
+/// Returns the loaded certificate and the files read, to hand to [`CertReloader::new`] so that
+/// it reloads only when the files change.
+pub fn read_cert_files(paths: &CertPaths) -> Result<(LoadedCert, CertPair), TlsError> {
     // A torn read (files replaced between the reads) is retried a few times; if the files keep
     // changing, the last pair read is loaded and any inconsistency is reported by the loader.
     let mut pair = None;
     for _ in 0..3 {
-        pair = RawPair::read(paths)?;
+        pair = CertPair::read(paths)?;
         if pair.is_some() {
             break;
         }
     }
     let pair = match pair {
         Some(pair) => pair,
-        None => RawPair {
+        None => CertPair {
             cert: fs::read(&paths.cert).map_err(|source| TlsError::ReadCert {
                 path: paths.cert.clone(),
                 source,
@@ -422,97 +410,38 @@ pub fn read_cert_files(paths: &CertPaths) -> Result<(LoadedCert, Vec<u8>), TlsEr
         },
     };
     let loaded = load_certified_key(&pair.cert, &pair.key)?;
-    Ok((loaded, pair.content()))
+    Ok((loaded, pair))
 }
 
-/// What one [`CertReloader::poll_once`] step did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReloadOutcome {
-    /// Nothing new to load: the files hold the content in force, content that already failed,
-    /// or are being replaced right now (they are read again at the next step).
-    Unchanged,
-    /// New content was loaded and is being served.
-    Reloaded,
-    /// New content (or a new read error) was refused; the previous certificate is still served.
-    Failed,
-}
-
-/// The last thing a poll step observed, to act only on changes.
-#[derive(Debug, PartialEq, Eq)]
-enum Observation {
-    /// The files were read, with this content.
-    Content(Vec<u8>),
-    /// Reading failed, with this error label and I/O error kind.
-    ReadError(&'static str, std::io::ErrorKind),
-}
-
-/// Poll-based reloader of the serving certificate.
-///
-/// Each step reads the certificate and key through their paths (following symlinks, so that a
-/// kubelet `..data` symlink swap in a Secret volume is seen) and compares the content with the
-/// last one seen. Changed content is loaded and swapped into the resolver; content that fails to
-/// load is logged and counted once, and the previous certificate stays in force.
-pub struct CertReloader {
+/// The serving certificate and key files, swapped into a [`CertResolver`] when they change.
+pub struct CertFiles {
     paths: CertPaths,
     resolver: Arc<CertResolver>,
     metrics: TlsMetrics,
-    /// Content of the certificate being served.
-    serving: Vec<u8>,
-    /// What the last step observed.
-    last_seen: Observation,
 }
 
-impl CertReloader {
-    /// A reloader for `paths`, swapping into `resolver`.
-    ///
-    /// `initial_content` is the content returned by [`read_cert_files`] for the certificate the
-    /// resolver serves now. The `notAfter` gauge is set from the resolver's current certificate.
-    pub fn new(
-        paths: CertPaths,
-        resolver: Arc<CertResolver>,
-        metrics: TlsMetrics,
-        initial_content: Vec<u8>,
-    ) -> Self {
-        if let Some(not_after) = leaf_not_after(&resolver.current()) {
-            metrics.cert_not_after_seconds.set(not_after);
-        }
-        Self {
-            paths,
-            resolver,
-            metrics,
-            serving: initial_content.clone(),
-            last_seen: Observation::Content(initial_content),
-        }
+impl Watched for CertFiles {
+    type Content = CertPair;
+
+    fn read(&self) -> Result<Option<CertPair>, ReadFailed> {
+        CertPair::read(&self.paths).map_err(|err| {
+            let io_kind = match &err {
+                TlsError::ReadCert { source, .. } | TlsError::ReadKey { source, .. } => {
+                    source.kind()
+                }
+                _ => std::io::ErrorKind::Other,
+            };
+            ReadFailed {
+                key: format!("{}/{io_kind:?}", err.kind()),
+                message: ErrorChain(&err).to_string(),
+            }
+        })
     }
 
-    /// One poll step: reads the files and loads them if their content changed.
-    pub fn poll_once(&mut self) -> ReloadOutcome {
-        let pair = match RawPair::read(&self.paths) {
-            Ok(Some(pair)) => pair,
-            Ok(None) => {
-                tracing::debug!("TLS certificate files are being replaced; reading them next time");
-                return ReloadOutcome::Unchanged;
-            }
-            Err(err) => return self.read_failed(&err),
-        };
-        let content = pair.content();
-        if matches!(&self.last_seen, Observation::Content(seen) if *seen == content) {
-            return ReloadOutcome::Unchanged;
-        }
-        if content == self.serving {
-            // Back to the content in force (after a bad update or a read error).
-            self.last_seen = Observation::Content(content);
-            tracing::info!("TLS certificate files hold the certificate in force again");
-            return ReloadOutcome::Unchanged;
-        }
-        self.last_seen = Observation::Content(content);
-
+    fn load(&mut self, pair: &CertPair) -> Result<(), String> {
         match load_certified_key(&pair.cert, &pair.key) {
             Ok(loaded) => {
                 self.resolver.swap(loaded.key);
-                if let Observation::Content(content) = &self.last_seen {
-                    self.serving.clone_from(content);
-                }
                 self.metrics.reload(ReloadResult::Success);
                 self.metrics.cert_not_after_seconds.set(loaded.not_after);
                 tracing::info!(
@@ -522,10 +451,9 @@ impl CertReloader {
                     not_after_utc = %format_unix_time(loaded.not_after),
                     "reloaded TLS certificate"
                 );
-                ReloadOutcome::Reloaded
+                Ok(())
             }
             Err(err) => {
-                self.metrics.reload(ReloadResult::Failure);
                 tracing::warn!(
                     error = %ErrorChain(&err),
                     kind = err.kind(),
@@ -533,50 +461,61 @@ impl CertReloader {
                     key = %self.paths.key.display(),
                     "refused new TLS certificate; still serving the previous one"
                 );
-                ReloadOutcome::Failed
+                Err(err.to_string())
             }
         }
     }
 
-    fn read_failed(&mut self, err: &TlsError) -> ReloadOutcome {
-        let io_kind = match err {
-            TlsError::ReadCert { source, .. } | TlsError::ReadKey { source, .. } => source.kind(),
-            _ => std::io::ErrorKind::Other,
-        };
-        let seen = Observation::ReadError(err.kind(), io_kind);
-        if self.last_seen == seen {
-            return ReloadOutcome::Unchanged;
-        }
-        self.last_seen = seen;
+    fn read_failed(&self, failure: &ReadFailed) {
         self.metrics.reload(ReloadResult::Failure);
         tracing::warn!(
-            error = %ErrorChain(err),
-            kind = err.kind(),
+            error = %failure,
             "failed to read TLS certificate files; still serving the previous certificate"
         );
-        ReloadOutcome::Failed
     }
 
-    /// Polls every `interval` (at least 10 ms) until `shutdown` resolves.
+    fn refused(&self, _error: &str) {
+        // `load` logged it with the certificate's details.
+        self.metrics.reload(ReloadResult::Failure);
+    }
+
+    fn back_in_force(&self) {
+        tracing::info!("TLS certificate files hold the certificate in force again");
+    }
+
+    fn what(&self) -> &'static str {
+        "TLS certificate"
+    }
+}
+
+/// Poll-based reloader of the serving certificate: reads the certificate and key through their
+/// paths (following symlinks, so that a kubelet `..data` swap in a Secret volume is seen), and
+/// swaps changed content into the resolver; content that fails to load is logged and counted
+/// once, and the previous certificate stays in force.
+pub type CertReloader = Poller<CertFiles>;
+
+impl Poller<CertFiles> {
+    /// A reloader for `paths`, swapping into `resolver`.
     ///
-    /// Never ends on an error: failures are logged and counted, and the previous certificate
-    /// stays in force. The files are small and read synchronously on the calling task.
-    pub async fn run(mut self, interval: Duration, shutdown: impl Future<Output = ()>) {
-        let mut ticker = tokio::time::interval(interval.max(MIN_RELOAD_INTERVAL));
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The first tick completes at once; the initial content is already loaded.
-        ticker.tick().await;
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            tokio::select! {
-                biased;
-                () = &mut shutdown => break,
-                _ = ticker.tick() => {
-                    self.poll_once();
-                }
-            }
+    /// `initial` is the content returned by [`read_cert_files`] for the certificate the resolver
+    /// serves now. The `notAfter` gauge is set from the resolver's current certificate.
+    pub fn new(
+        paths: CertPaths,
+        resolver: Arc<CertResolver>,
+        metrics: TlsMetrics,
+        initial: CertPair,
+    ) -> Self {
+        if let Some(not_after) = leaf_not_after(&resolver.current()) {
+            metrics.cert_not_after_seconds.set(not_after);
         }
-        tracing::debug!("TLS certificate reloader stopped");
+        Self::watching(
+            CertFiles {
+                paths,
+                resolver,
+                metrics,
+            },
+            initial,
+        )
     }
 }
 
@@ -714,9 +653,11 @@ fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), TlsErro
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
+    use crate::reload::Outcome;
     use base64::Engine as _;
     use rcgen::{Certificate, RsaKeySize};
     use std::os::unix::fs::symlink;
+    use std::time::Duration;
     use tempfile::TempDir;
 
     /// A CA that signs test leaf certificates.
@@ -963,30 +904,30 @@ mod tests {
         let mut reloader =
             CertReloader::new(volume.paths(), resolver.clone(), metrics.clone(), content);
         assert_eq!(metrics.cert_not_after_seconds.get(), loaded.not_after);
-        assert_eq!(reloader.poll_once(), ReloadOutcome::Unchanged);
+        assert_eq!(reloader.poll_once(), Outcome::Unchanged);
 
         // A new pair with a different SAN.
         let (chain2, key2) = ca.leaf("second.test");
         volume.update(chain2.as_bytes(), key2.as_bytes());
-        assert_eq!(reloader.poll_once(), ReloadOutcome::Reloaded);
+        assert_eq!(reloader.poll_once(), Outcome::Reloaded);
         let expected = load_certified_key(chain2.as_bytes(), key2.as_bytes()).unwrap();
         assert_eq!(leaf_der(&resolver.current()), leaf_der(&expected.key));
         assert_eq!(counter(&metrics, "success"), 1);
         assert_eq!(metrics.cert_not_after_seconds.get(), expected.not_after);
-        assert_eq!(reloader.poll_once(), ReloadOutcome::Unchanged);
+        assert_eq!(reloader.poll_once(), Outcome::Unchanged);
 
         // A malformed certificate: refused once, the previous one stays.
         volume.update(b"-----BEGIN CERTIFICATE-----\n%%%\n", key2.as_bytes());
-        assert_eq!(reloader.poll_once(), ReloadOutcome::Failed);
+        assert_eq!(reloader.poll_once(), Outcome::Refused);
         assert_eq!(leaf_der(&resolver.current()), leaf_der(&expected.key));
-        assert_eq!(reloader.poll_once(), ReloadOutcome::Unchanged);
+        assert_eq!(reloader.poll_once(), Outcome::Unchanged);
         assert_eq!(counter(&metrics, "failure"), 1);
         assert_eq!(counter(&metrics, "success"), 1);
 
         // A further change is tried again.
         let (chain3, key3) = ca.leaf("third.test");
         volume.update(chain3.as_bytes(), key3.as_bytes());
-        assert_eq!(reloader.poll_once(), ReloadOutcome::Reloaded);
+        assert_eq!(reloader.poll_once(), Outcome::Reloaded);
         let expected = load_certified_key(chain3.as_bytes(), key3.as_bytes()).unwrap();
         assert_eq!(leaf_der(&resolver.current()), leaf_der(&expected.key));
         assert_eq!(counter(&metrics, "success"), 2);
@@ -1006,12 +947,12 @@ mod tests {
 
         let hidden = volume.dir.path().join("tls.key.hidden");
         fs::rename(volume.paths().key, &hidden).unwrap();
-        assert_eq!(reloader.poll_once(), ReloadOutcome::Failed);
-        assert_eq!(reloader.poll_once(), ReloadOutcome::Unchanged);
+        assert_eq!(reloader.poll_once(), Outcome::Refused);
+        assert_eq!(reloader.poll_once(), Outcome::Unchanged);
         assert_eq!(counter(&metrics, "failure"), 1);
 
         fs::rename(&hidden, volume.paths().key).unwrap();
-        assert_eq!(reloader.poll_once(), ReloadOutcome::Unchanged);
+        assert_eq!(reloader.poll_once(), Outcome::Unchanged);
         assert_eq!(counter(&metrics, "success"), 0);
     }
 
@@ -1029,8 +970,8 @@ mod tests {
 
         let (chain2, _) = ca.leaf("second.test");
         volume.update(chain2.as_bytes(), key1.as_bytes());
-        assert_eq!(reloader.poll_once(), ReloadOutcome::Failed);
-        assert_eq!(reloader.poll_once(), ReloadOutcome::Unchanged);
+        assert_eq!(reloader.poll_once(), Outcome::Refused);
+        assert_eq!(reloader.poll_once(), Outcome::Unchanged);
         assert_eq!(leaf_der(&resolver.current()), before);
         assert_eq!(counter(&metrics, "failure"), 1);
     }

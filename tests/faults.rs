@@ -21,9 +21,8 @@ use common::{
 use http_body_util::{BodyExt as _, StreamBody};
 use hyper::body::Frame;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use pullthrough::reload::ConfigPoll;
+use pullthrough::reload::Outcome;
 use pullthrough::server::{Limits, MUTATE_PATH, ServeOptions};
-use pullthrough::tls::ReloadOutcome;
 use rustls::pki_types::CertificateDer;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -601,13 +600,13 @@ async fn requests_during_certificate_rotation_and_config_reload_are_all_answered
         round += 1;
         let (chain, key, _) = ca.leaf(&["localhost", &format!("gen{round}.test")]);
         server.volume.update(chain.as_bytes(), key.as_bytes());
-        assert_eq!(server.cert_reloader.poll_once(), ReloadOutcome::Reloaded);
+        assert_eq!(server.cert_reloader.poll_once(), Outcome::Reloaded);
         rotations += 1;
         server.write_config(&format!(
             "accountId: \"{}\"\nregion: eu-west-1\n",
             accounts[round % 2]
         ));
-        assert_eq!(server.config_reloader.poll_once(), ConfigPoll::Reloaded);
+        assert_eq!(server.config_reloader.poll_once(), Outcome::Reloaded);
         reloads += 1;
     }
     stop.store(true, Ordering::Release);

@@ -10,9 +10,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use pullthrough::metrics::Metrics;
+use pullthrough::reload::Outcome;
 use pullthrough::tls::{
-    CertPaths, CertReloader, CertResolver, ReloadOutcome, read_cert_files, server_config,
-    write_self_signed,
+    CertPaths, CertReloader, CertResolver, read_cert_files, server_config, write_self_signed,
 };
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DnType, IsCa, Issuer, KeyPair,
@@ -177,7 +177,7 @@ async fn a_client_sees_the_new_certificate_after_a_kubelet_swap_and_old_connecti
 
     let (chain2, key2) = ca.leaf("second.test");
     kubelet_write(dir.path(), 2, &chain2, &key2);
-    assert_eq!(reloader.poll_once(), ReloadOutcome::Reloaded);
+    assert_eq!(reloader.poll_once(), Outcome::Reloaded);
 
     let mut second = connect(&client, addr, "second.test").await.unwrap();
     assert_eq!(peer_dns_sans(&second), vec!["second.test".to_owned()]);

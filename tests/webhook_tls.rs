@@ -16,9 +16,8 @@ use common::{
 };
 use k8s_openapi::api::core::v1::Pod;
 use pullthrough::admission::ORIGINAL_IMAGES_ANNOTATION;
-use pullthrough::reload::ConfigPoll;
+use pullthrough::reload::Outcome;
 use pullthrough::server::MUTATE_PATH;
-use pullthrough::tls::ReloadOutcome;
 use serde_json::{Value, json};
 
 /// The unmapped image an earlier webhook left in the UPDATE fixtures.
@@ -531,18 +530,18 @@ async fn a_reloaded_config_is_used_and_an_invalid_file_keeps_the_previous_one() 
         image(&kept.post(MUTATE_PATH, &body).await),
         format!("{HOST}/docker-hub/library/nginx:1.27")
     );
-    assert_eq!(server.config_reloader.poll_once(), ConfigPoll::Unchanged);
+    assert_eq!(server.config_reloader.poll_once(), Outcome::Unchanged);
 
     let other = "210987654321.dkr.ecr.eu-west-1.amazonaws.com/docker-hub/library/nginx:1.27";
     server.write_config("accountId: \"210987654321\"\nregion: eu-west-1\n");
-    assert_eq!(server.config_reloader.poll_once(), ConfigPoll::Reloaded);
+    assert_eq!(server.config_reloader.poll_once(), Outcome::Reloaded);
     assert_eq!(image(&kept.post(MUTATE_PATH, &body).await), other);
     let mut fresh = server.client(Proto::Http1).await;
     assert_eq!(image(&fresh.post(MUTATE_PATH, &body).await), other);
 
     server.write_config("accountId: \"333333333333\"\nregion: eu-west-1\nnotAKey: true\n");
-    assert_eq!(server.config_reloader.poll_once(), ConfigPoll::Refused);
-    assert_eq!(server.config_reloader.poll_once(), ConfigPoll::Unchanged);
+    assert_eq!(server.config_reloader.poll_once(), Outcome::Refused);
+    assert_eq!(server.config_reloader.poll_once(), Outcome::Unchanged);
     assert_eq!(image(&kept.post(MUTATE_PATH, &body).await), other);
     assert_eq!(image(&fresh.post(MUTATE_PATH, &body).await), other);
     assert_eq!(server.state.config.load().account_id, "210987654321");
@@ -583,7 +582,7 @@ async fn a_rotated_certificate_is_served_to_new_connections_while_old_ones_keep_
     let ca = TestCa::new("rotated CA");
     let (chain, key, new_leaf) = ca.leaf(&["localhost", "rotated.test"]);
     server.volume.update(chain.as_bytes(), key.as_bytes());
-    assert_eq!(server.cert_reloader.poll_once(), ReloadOutcome::Reloaded);
+    assert_eq!(server.cert_reloader.poll_once(), Outcome::Reloaded);
 
     for proto in Proto::ALL {
         // The old CA no longer verifies what new connections get.
@@ -614,11 +613,11 @@ async fn a_rotated_certificate_is_served_to_new_connections_while_old_ones_keep_
         b"-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
         key.as_bytes(),
     );
-    assert_eq!(server.cert_reloader.poll_once(), ReloadOutcome::Failed);
+    assert_eq!(server.cert_reloader.poll_once(), Outcome::Refused);
     let (other_chain, _, _) = ca.leaf(&["localhost", "mismatch.test"]);
     server.volume.update(other_chain.as_bytes(), key.as_bytes());
-    assert_eq!(server.cert_reloader.poll_once(), ReloadOutcome::Failed);
-    assert_eq!(server.cert_reloader.poll_once(), ReloadOutcome::Unchanged);
+    assert_eq!(server.cert_reloader.poll_once(), Outcome::Refused);
+    assert_eq!(server.cert_reloader.poll_once(), Outcome::Unchanged);
     for proto in Proto::ALL {
         let connector = http::connector(ca.der(), &[proto.alpn()]);
         let mut fresh = Client::connect(&connector, server.webhook_addr, proto)
