@@ -43,6 +43,8 @@ pub struct ConfigFile {
     pub workloads: Option<WorkloadPolicy>,
     /// How the webhook learns which ECR rules exist.
     pub rule_check: Option<RuleCheckFile>,
+    /// What the cache holds: the reconciler's cache metrics and the creation templates.
+    pub cache: Option<CacheFile>,
 }
 
 /// `ruleCheck:` in the file.
@@ -108,6 +110,115 @@ impl Default for RuleCheck {
         }
     }
 }
+
+// === cache: what the cache holds, and the settings of the repositories ECR creates ===
+
+/// `cache:` in the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CacheFile {
+    /// How often the reconciler reads what the cache holds for its metrics (default 1h;
+    /// `0s` turns the reads off).
+    #[serde(default, with = "humantime_serde_opt")]
+    pub refresh_interval: Option<std::time::Duration>,
+    /// Most repositories read in one pass (default 10000).
+    pub max_repositories: Option<usize>,
+    /// The lifecycle policy of the repository creation templates `rules` prints.
+    pub lifecycle: Option<LifecycleFile>,
+}
+
+/// `cache.lifecycle:` in the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LifecycleFile {
+    /// Expire images not pulled for this many days (default 90; 0 leaves the rule out).
+    pub expire_unpulled_after_days: Option<u32>,
+    /// Keep at most this many images per repository (default 10; 0 leaves the rule out).
+    pub keep_images: Option<u32>,
+}
+
+/// The validated `cache`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// How often the reconciler reads the cache; `None` when it does not.
+    pub refresh_interval: Option<std::time::Duration>,
+    /// Most repositories read in one pass.
+    pub max_repositories: usize,
+    /// The default lifecycle policy of new cache repositories.
+    pub lifecycle: Lifecycle,
+}
+
+/// The lifecycle policy pullthrough proposes for cache repositories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// Expire images not pulled for this many days.
+    pub expire_unpulled_after_days: Option<u32>,
+    /// Keep at most this many images per repository.
+    pub keep_images: Option<u32>,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            refresh_interval: Some(std::time::Duration::from_hours(1)),
+            max_repositories: 10_000,
+            lifecycle: Lifecycle {
+                expire_unpulled_after_days: Some(90),
+                keep_images: Some(10),
+            },
+        }
+    }
+}
+
+impl CacheFile {
+    /// Validates `cache:`; errors name the field.
+    fn validate(self) -> Result<CacheSettings, (&'static str, String)> {
+        let default = CacheSettings::default();
+        let refresh_interval = match self.refresh_interval {
+            None => default.refresh_interval,
+            Some(i) if i.is_zero() => None,
+            Some(i) if i < std::time::Duration::from_mins(1) => {
+                return Err((
+                    "cache.refreshInterval",
+                    format!(
+                        "{} is too often; each read lists every repository and image, use 1m or more (0s turns it off)",
+                        humantime::format_duration(i)
+                    ),
+                ));
+            }
+            Some(i) => Some(i),
+        };
+        let max_repositories = self.max_repositories.unwrap_or(default.max_repositories);
+        if max_repositories == 0 {
+            return Err(("cache.maxRepositories", "must be at least 1".to_owned()));
+        }
+        let file = self.lifecycle.unwrap_or_default();
+        let pick = |value: Option<u32>, default: Option<u32>| match value {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => default,
+        };
+        let lifecycle = Lifecycle {
+            expire_unpulled_after_days: pick(
+                file.expire_unpulled_after_days,
+                default.lifecycle.expire_unpulled_after_days,
+            ),
+            keep_images: pick(file.keep_images, default.lifecycle.keep_images),
+        };
+        Ok(CacheSettings {
+            refresh_interval,
+            max_repositories,
+            lifecycle,
+        })
+    }
+}
+
+/// The last key of a dotted field name, to find its line.
+fn field_key(field: &str) -> &str {
+    field.rsplit('.').next().unwrap_or(field)
+}
+
+// === end of cache ===
 
 mod humantime_serde_opt {
     use serde::{Deserialize, Deserializer};
@@ -280,6 +391,8 @@ pub struct Config {
     pub workloads: WorkloadPolicy,
     /// Rule checking.
     pub rule_check: RuleCheck,
+    /// Cache contents and repository creation templates.
+    pub cache: CacheSettings,
 }
 
 /// One upstream registry and the ECR rule that caches it.
@@ -578,6 +691,11 @@ impl ConfigFile {
             },
             workloads: self.workloads.unwrap_or_default(),
             rule_check,
+            cache: self
+                .cache
+                .unwrap_or_default()
+                .validate()
+                .map_err(|(field, message)| invalid(field, message, field_key(field)))?,
         })
     }
 }
