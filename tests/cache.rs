@@ -368,6 +368,8 @@ async fn the_table_and_the_limit_warning() {
     .await;
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
+    // Shown with --nocapture: what an operator reads.
+    eprintln!("{stdout}");
     assert!(stdout.starts_with("PREFIX"), "{stdout}");
     assert!(stdout.contains("TOTAL"));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -392,4 +394,54 @@ async fn the_command_exits_2_when_ecr_cannot_be_read() {
         stderr.contains("cannot read the cache repositories from ECR"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn rules_check_names_the_prefixes_without_a_template_and_keeps_its_exit_status() {
+    let standin = StandIn::start(Script {
+        rules: vec![
+            ecr_support::docker_hub_json(),
+            ecr_support::rule_json("quay", "quay.io"),
+            ecr_support::rule_json("github", "ghcr.io"),
+        ],
+        templates: vec![
+            template_json("docker-hub", &[PULL_THROUGH_CACHE], Some("{\"rules\":[]}")),
+            template_json("github", &[PULL_THROUGH_CACHE], None),
+            template_json("quay", &["REPLICATION"], None),
+        ],
+        ..Script::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pullthrough.yaml");
+    std::fs::write(
+        &config,
+        "accountId: \"123456789012\"\nregion: eu-west-1\nregistries:\n  docker.io: docker-hub\n  quay.io: quay\n  ghcr.io: github\n",
+    )
+    .unwrap();
+    let out = run_binary(
+        standin.url(),
+        &["rules", "--check", "--config", config.to_str().unwrap()],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Every rule is present: a missing template does not change the exit status.
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let row = |registry: &str| {
+        stdout
+            .lines()
+            .filter(|l| l.starts_with(registry))
+            .last()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(row("docker.io").ends_with("template docker-hub, lifecycle policy"));
+    assert!(row("ghcr.io").ends_with("template github, no lifecycle policy"));
+    assert!(row("quay.io").ends_with("no template"));
+    assert!(stdout.contains(
+        "aws ecr create-repository-creation-template --region eu-west-1 --prefix quay --applied-for PULL_THROUGH_CACHE"
+    ));
+    assert!(!stdout.contains("create-repository-creation-template --region eu-west-1 --prefix docker-hub"));
+    assert!(stdout.contains("LIFECYCLE_POLICY='{\"rules\":["));
+    assert_eq!(standin.count(DESCRIBE_TEMPLATES), 1);
 }
