@@ -15,6 +15,8 @@ if ! command -v promtool >/dev/null; then
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends prometheus >&2
 fi
 echo "== promtool: $(promtool --version 2>&1 | head -n 1)"
+python3 -c 'import yaml' 2>/dev/null ||
+  python3 -m pip install --quiet --disable-pip-version-check 'PyYAML>=6,<7' >&2
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

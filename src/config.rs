@@ -218,6 +218,39 @@ fn field_key(field: &str) -> &str {
     field.rsplit('.').next().unwrap_or(field)
 }
 
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    fn load(cache: &str) -> Result<Config, ConfigError> {
+        Config::load(&format!("cache:\n{cache}"), &Overrides::default())
+    }
+
+    #[test]
+    fn cache_defaults_read_hourly_and_propose_a_lifecycle() {
+        let c = Config::load("", &Overrides::default()).unwrap().cache;
+        assert_eq!(c.refresh_interval, Some(std::time::Duration::from_hours(1)));
+        assert_eq!(c.max_repositories, 10_000);
+        assert_eq!(c.lifecycle.expire_unpulled_after_days, Some(90));
+        assert_eq!(c.lifecycle.keep_images, Some(10));
+    }
+
+    #[test]
+    fn cache_keys_are_validated_with_their_field_and_line() {
+        let off = load("  refreshInterval: 0s\n").unwrap().cache;
+        assert_eq!(off.refresh_interval, None);
+        let err = load("  refreshInterval: 30s\n").unwrap_err();
+        assert!(err.to_string().contains("cache.refreshInterval"), "{err}");
+        assert_eq!(err.line(), Some(2));
+        let err = load("  maxRepositories: 0\n").unwrap_err();
+        assert!(err.to_string().contains("cache.maxRepositories"), "{err}");
+        assert!(load("  lifecycle:\n    keepImage: 3\n").is_err());
+        let c = load("  lifecycle:\n    keepImages: 0\n").unwrap().cache;
+        assert_eq!(c.lifecycle.keep_images, None);
+        assert_eq!(c.lifecycle.expire_unpulled_after_days, Some(90));
+    }
+}
+
 // === end of cache ===
 
 mod humantime_serde_opt {

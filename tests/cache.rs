@@ -441,7 +441,50 @@ async fn rules_check_names_the_prefixes_without_a_template_and_keeps_its_exit_st
     assert!(stdout.contains(
         "aws ecr create-repository-creation-template --region eu-west-1 --prefix quay --applied-for PULL_THROUGH_CACHE"
     ));
-    assert!(!stdout.contains("create-repository-creation-template --region eu-west-1 --prefix docker-hub"));
+    assert!(
+        !stdout
+            .contains("create-repository-creation-template --region eu-west-1 --prefix docker-hub")
+    );
     assert!(stdout.contains("LIFECYCLE_POLICY='{\"rules\":["));
     assert_eq!(standin.count(DESCRIBE_TEMPLATES), 1);
+}
+
+#[tokio::test]
+async fn archived_images_are_read_but_not_counted() {
+    let t = now();
+    let name = "quay/org/tool";
+    let mut archived = image_json(
+        name,
+        2,
+        7_000_000_000,
+        t - 400.0 * DAY,
+        Some(t - 300.0 * DAY),
+    );
+    archived["imageStatus"] = json!("ARCHIVED");
+    let mut activating = image_json(
+        name,
+        3,
+        5_000_000_000,
+        t - 400.0 * DAY,
+        Some(t - 300.0 * DAY),
+    );
+    activating["imageStatus"] = json!("ACTIVATING");
+    let mut script = Script::default();
+    script.repositories.push(repository_json(name));
+    script.images.insert(
+        name.into(),
+        vec![
+            image_json(name, 1, 1_000_000_000, t - 5.0 * DAY, Some(t - DAY)),
+            archived,
+            activating,
+        ],
+    );
+    let (_standin, ecr) = start(script).await;
+    let report = cache_report(&ecr, &config(), Pricing::default(), 10)
+        .await
+        .unwrap();
+    let quay = report.prefixes.iter().find(|p| p.prefix == "quay").unwrap();
+    assert_eq!((quay.repositories, quay.images), (1, 1));
+    assert_eq!(quay.bytes, 1_000_000_000);
+    assert_eq!(quay.stale_images, 0);
 }

@@ -156,7 +156,7 @@ pub fn is_stale(image: &ImageSummary, now: i64, stale_after: Duration) -> bool {
 /// Aggregates an inventory into the report, at `now` (Unix seconds). Archived images are not
 /// counted: they are billed at the archive rate and are not served until restored.
 pub fn report(config: &Config, inventory: &Inventory, pricing: Pricing, now: i64) -> Report {
-    let prefixes = config
+    let mut prefixes: Vec<PrefixReport> = config
         .registries
         .values()
         .map(|m| {
@@ -189,8 +189,7 @@ pub fn report(config: &Config, inventory: &Inventory, pricing: Pricing, now: i64
             p.monthly_cost = monthly_cost(p.bytes, pricing.price_per_gb);
             p
         })
-        .collect::<Vec<_>>();
-    let mut prefixes = prefixes;
+        .collect();
     prefixes.sort_by(|a, b| a.prefix.cmp(&b.prefix));
     Report {
         prefixes,

@@ -205,10 +205,6 @@ async fn read_images<S: CacheContentSource>(
     Ok((images, false))
 }
 
-fn now() -> i64 {
-    unix_now()
-}
-
 /// Builds the report `pullthrough cache` prints.
 pub async fn cache_report<S: CacheContentSource>(
     source: &S,
@@ -217,7 +213,7 @@ pub async fn cache_report<S: CacheContentSource>(
     max_repositories: usize,
 ) -> Result<super::Report, EcrError> {
     let inventory = read_inventory(source, config, max_repositories).await?;
-    Ok(report(config, &inventory, pricing, now()))
+    Ok(report(config, &inventory, pricing, unix_now()))
 }
 
 /// Runs `pullthrough cache`: prints what the cache holds and costs. Any ECR failure is an
@@ -274,7 +270,7 @@ async fn refresh_once<S: CacheContentSource>(
             "cache.maxRepositories reached: the cache metrics cover part of the registry"
         );
     }
-    let r = report(config, &inventory, Pricing::default(), now());
+    let r = report(config, &inventory, Pricing::default(), unix_now());
     metrics.record(config, &r, &coverage_of(config, &templates));
     Ok(())
 }
@@ -294,7 +290,11 @@ pub async fn run_metrics<S: CacheContentSource>(
         let cfg = config.load_full();
         let delay = match cfg.cache.refresh_interval {
             None => Duration::from_mins(1),
-            Some(interval) => match refresh_once(&source, &cfg, &metrics).await {
+            // A read of a large registry takes a while: shutdown must not wait for it.
+            Some(interval) => match tokio::select! {
+                result = refresh_once(&source, &cfg, &metrics) => result,
+                () = &mut shutdown => break,
+            } {
                 Ok(()) => {
                     metrics
                         .refreshes
@@ -539,6 +539,42 @@ mod tests {
                 .get(),
             0
         );
+        stop.send(()).unwrap();
+        task.await.unwrap();
+    }
+
+    /// A registry that never answers.
+    struct Silent;
+
+    impl CacheContentSource for Silent {
+        async fn repositories_page(&self, _: Option<String>) -> Result<Page<Repository>, EcrError> {
+            std::future::pending().await
+        }
+        async fn images_page(
+            &self,
+            _: &str,
+            _: Option<String>,
+        ) -> Result<Page<ImageSummary>, EcrError> {
+            std::future::pending().await
+        }
+        async fn creation_templates_page(
+            &self,
+            _: Option<String>,
+        ) -> Result<Page<CreationTemplate>, EcrError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_does_not_wait_for_a_read_in_flight() {
+        let registry = prometheus::Registry::new_custom(Some("pullthrough".into()), None).unwrap();
+        let metrics = CacheMetrics::register(&registry).unwrap();
+        let config = Arc::new(ArcSwap::from_pointee(config()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run_metrics(Silent, config, metrics, async move {
+            let _ = stopped.await;
+        }));
+        tokio::task::yield_now().await;
         stop.send(()).unwrap();
         task.await.unwrap();
     }
