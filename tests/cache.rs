@@ -430,8 +430,7 @@ async fn rules_check_names_the_prefixes_without_a_template_and_keeps_its_exit_st
     let row = |registry: &str| {
         stdout
             .lines()
-            .filter(|l| l.starts_with(registry))
-            .last()
+            .rfind(|l| l.starts_with(registry))
             .unwrap()
             .to_owned()
     };
