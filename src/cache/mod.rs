@@ -6,6 +6,7 @@
 
 pub mod metrics;
 pub mod run;
+pub mod settings;
 pub mod template;
 
 use std::collections::BTreeMap;

@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use crate::config::{Config, Lifecycle, Mapping};
+use super::settings::Lifecycle;
+use crate::config::{Config, Mapping};
 use crate::ecr::CreationTemplate;
 
 /// `appliedFor` value of templates that shape pull-through cache repositories.
