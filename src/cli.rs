@@ -54,6 +54,8 @@ pub enum Command {
     Rules(RulesArgs),
     /// Watch opted-in Pods and publish Kubernetes Events when the rules they need are missing.
     Reconciler(Box<ReconcilerArgs>),
+    /// Show what the pull-through cache holds and costs, per mapped prefix.
+    Cache(crate::cache::run::CacheArgs),
 }
 
 /// `pullthrough reconciler`.
@@ -109,6 +111,10 @@ pub struct RulesArgs {
     /// Read the rules from ECR and show their status; exit 1 when one is missing or broken.
     #[arg(long)]
     pub check: bool,
+    /// Form: AWS CLI commands, or everything the map needs as Terraform, Pulumi (Python) or
+    /// CloudFormation.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = crate::iac::RulesOutput::Aws)]
+    pub output: crate::iac::RulesOutput,
 }
 
 /// Logging flags.
@@ -276,8 +282,19 @@ pub fn run_preview(args: &PreviewArgs) -> anyhow::Result<()> {
 /// without `--check`).
 pub async fn run_rules(args: &RulesArgs) -> anyhow::Result<bool> {
     let (config, _) = args.config.load()?;
+    if let Some(code) = crate::iac::render(&config, args.output) {
+        if args.check {
+            bail!("--check reads ECR and prints AWS CLI commands: use it without -o");
+        }
+        std::io::stdout()
+            .write_all(code.as_bytes())
+            .context("cannot write to standard output")?;
+        return Ok(true);
+    }
+    let mut templates = None;
     let snapshot = if args.check {
         let ecr = AwsEcr::from_env(&config.region, Some(config.account_id.clone())).await;
+        templates = Some(crate::cache::run::read_templates(&ecr).await);
         Some(
             refresh::fetch(&ecr, &config)
                 .await
@@ -349,6 +366,12 @@ pub async fn run_rules(args: &RulesArgs) -> anyhow::Result<bool> {
             let _ = writeln!(out, "{}\n", rules::create_command(&config, m));
         }
     }
+    out.push_str(&crate::cache::template::render_section(
+        &config,
+        templates
+            .as_ref()
+            .map(|t| t.as_ref().map_err(ToString::to_string)),
+    ));
     if let Some(s) = &snapshot {
         for (registry, state) in s.iter() {
             match state {
@@ -565,6 +588,13 @@ pub async fn run_reconciler(args: Box<ReconcilerArgs>) -> anyhow::Result<()> {
         &stop,
     )
     .await;
+    crate::cache::run::spawn_metrics(
+        &mut critical,
+        metrics.registry(),
+        state.config.clone(),
+        wait_for(stop.clone()),
+    )
+    .await?;
     let (leader, election) = reconciler::run::elect(
         client.clone(),
         LeaseOptions {
@@ -692,7 +722,7 @@ pub fn validate(cli: &Cli) -> anyhow::Result<()> {
                 bail!("--lease-duration must be at least 3s, to leave time to renew it");
             }
         }
-        Command::Preview(_) | Command::Rules(_) => {}
+        Command::Preview(_) | Command::Rules(_) | Command::Cache(_) => {}
     }
     Ok(())
 }

@@ -19,6 +19,11 @@ use crate::reference::{DOCKER_HUB, Reference};
 pub const EXAMPLE_ACCOUNT_ID: &str = "123456789012";
 /// Region used when neither the file, the flags nor `AWS_REGION` name one.
 pub const DEFAULT_REGION: &str = "us-east-1";
+/// The last key of a dotted field name, to find its line.
+fn field_key(field: &str) -> &str {
+    field.rsplit('.').next().unwrap_or(field)
+}
+
 /// Longest ECR repository name.
 pub const ECR_REPOSITORY_MAX_LEN: usize = 256;
 
@@ -43,6 +48,8 @@ pub struct ConfigFile {
     pub workloads: Option<WorkloadPolicy>,
     /// How the webhook learns which ECR rules exist.
     pub rule_check: Option<RuleCheckFile>,
+    /// What the cache holds: the reconciler's cache metrics and the creation templates.
+    pub cache: Option<crate::cache::settings::CacheFile>,
 }
 
 /// `ruleCheck:` in the file.
@@ -282,6 +289,8 @@ pub struct Config {
     pub workloads: WorkloadPolicy,
     /// Rule checking.
     pub rule_check: RuleCheck,
+    /// Cache contents and repository creation templates.
+    pub cache: crate::cache::settings::CacheSettings,
 }
 
 /// One upstream registry and the ECR rule that caches it.
@@ -580,6 +589,11 @@ impl ConfigFile {
             },
             workloads: self.workloads.unwrap_or_default(),
             rule_check,
+            cache: self
+                .cache
+                .unwrap_or_default()
+                .validate()
+                .map_err(|(field, message)| invalid(field, message, field_key(field)))?,
         })
     }
 }

@@ -76,6 +76,20 @@ pub enum EcrError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A read of what the cache holds (`DescribeRepositories`, `DescribeImages`,
+    /// `DescribeRepositoryCreationTemplates`) failed.
+    #[error("failed to read {operation} ({code})")]
+    ReadCache {
+        /// The ECR operation.
+        operation: &'static str,
+        /// ECR's error code, or the kind of transport failure.
+        code: String,
+        /// Bounded classification.
+        kind: ErrorKind,
+        /// The SDK error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// A bounded classification of ECR failures, for metrics and back-off.
@@ -110,7 +124,9 @@ impl EcrError {
     /// The bounded classification.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::ListCacheRules { kind, .. } | Self::ValidateCacheRule { kind, .. } => *kind,
+            Self::ListCacheRules { kind, .. }
+            | Self::ValidateCacheRule { kind, .. }
+            | Self::ReadCache { kind, .. } => *kind,
         }
     }
 }
@@ -249,6 +265,212 @@ impl CacheRuleSource for AwsEcr {
         })
     }
 }
+
+// === Cache contents: repositories, images and repository creation templates ===
+
+/// One repository of the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repository {
+    /// `repositoryName` (`docker-hub/library/nginx`).
+    pub name: String,
+}
+
+/// Where an image is stored, as `imageStatus` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageStorage {
+    /// Standard storage (`ACTIVE`, or no status reported): billed at the standard rate.
+    Standard,
+    /// Archived (`ARCHIVED`) or being restored from the archive (`ACTIVATING`).
+    Archive,
+}
+
+/// One image of a repository, as `DescribeImages` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSummary {
+    /// `imageDigest`.
+    pub digest: String,
+    /// `imageSizeInBytes` (0 when not reported).
+    pub bytes: u64,
+    /// `imagePushedAt`, as Unix seconds: for a cache repository, when ECR first pulled it.
+    pub pushed_at: Option<i64>,
+    /// `lastRecordedPullTime`, as Unix seconds.
+    pub last_pulled_at: Option<i64>,
+    /// `imageStatus`.
+    pub storage: ImageStorage,
+}
+
+/// One page of a listing, and the token that asks for the next one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// `nextToken`; `None` on the last page.
+    pub next_token: Option<String>,
+}
+
+/// A repository creation template: the settings ECR gives a repository it creates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CreationTemplate {
+    /// `prefix` (`docker-hub`, or `ROOT` for every repository no other template matches).
+    pub prefix: String,
+    /// `appliedFor` (`PULL_THROUGH_CACHE`, `REPLICATION`, `CREATE_ON_PUSH`).
+    pub applied_for: Vec<String>,
+    /// `lifecyclePolicy`, the policy text.
+    pub lifecycle_policy: Option<String>,
+    /// `imageTagMutability`.
+    pub image_tag_mutability: Option<String>,
+    /// `resourceTags`, as key and value.
+    pub resource_tags: Vec<(String, String)>,
+}
+
+/// The ECR reads behind `pullthrough cache` and the cache metrics, one page per call so that
+/// the caller bounds the work and backs off between pages.
+pub trait CacheContentSource: Send + Sync {
+    /// One page of `DescribeRepositories`.
+    fn repositories_page(
+        &self,
+        next_token: Option<String>,
+    ) -> impl Future<Output = Result<Page<Repository>, EcrError>> + Send;
+    /// One page of `DescribeImages` of one repository.
+    fn images_page(
+        &self,
+        repository: &str,
+        next_token: Option<String>,
+    ) -> impl Future<Output = Result<Page<ImageSummary>, EcrError>> + Send;
+    /// One page of `DescribeRepositoryCreationTemplates`.
+    fn creation_templates_page(
+        &self,
+        next_token: Option<String>,
+    ) -> impl Future<Output = Result<Page<CreationTemplate>, EcrError>> + Send;
+}
+
+fn read_cache_error<E, R>(operation: &'static str, e: SdkError<E, R>) -> EcrError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let (kind, code) = classify(&e);
+    EcrError::ReadCache {
+        operation,
+        code,
+        kind,
+        source: Box::new(e),
+    }
+}
+
+fn unix_seconds(t: Option<&aws_sdk_ecr::primitives::DateTime>) -> Option<i64> {
+    t.map(aws_sdk_ecr::primitives::DateTime::secs)
+}
+
+impl CacheContentSource for AwsEcr {
+    async fn repositories_page(
+        &self,
+        next_token: Option<String>,
+    ) -> Result<Page<Repository>, EcrError> {
+        let out = self
+            .client
+            .describe_repositories()
+            .set_registry_id(self.registry_id.clone())
+            .max_results(1000)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|e| read_cache_error("DescribeRepositories", e))?;
+        Ok(Page {
+            items: out
+                .repositories()
+                .iter()
+                .filter_map(|r| {
+                    r.repository_name().map(|name| Repository {
+                        name: name.to_owned(),
+                    })
+                })
+                .collect(),
+            next_token: out.next_token().map(str::to_owned),
+        })
+    }
+
+    async fn images_page(
+        &self,
+        repository: &str,
+        next_token: Option<String>,
+    ) -> Result<Page<ImageSummary>, EcrError> {
+        let out = self
+            .client
+            .describe_images()
+            .set_registry_id(self.registry_id.clone())
+            .repository_name(repository)
+            .max_results(1000)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|e| read_cache_error("DescribeImages", e))?;
+        Ok(Page {
+            items: out
+                .image_details()
+                .iter()
+                .map(|i| ImageSummary {
+                    digest: i.image_digest().unwrap_or_default().to_owned(),
+                    bytes: i
+                        .image_size_in_bytes()
+                        .and_then(|b| u64::try_from(b).ok())
+                        .unwrap_or(0),
+                    pushed_at: unix_seconds(i.image_pushed_at()),
+                    last_pulled_at: unix_seconds(i.last_recorded_pull_time()),
+                    storage: match i
+                        .image_status()
+                        .map(aws_sdk_ecr::types::ImageStatus::as_str)
+                    {
+                        Some("ARCHIVED" | "ACTIVATING") => ImageStorage::Archive,
+                        _ => ImageStorage::Standard,
+                    },
+                })
+                .collect(),
+            next_token: out.next_token().map(str::to_owned),
+        })
+    }
+
+    async fn creation_templates_page(
+        &self,
+        next_token: Option<String>,
+    ) -> Result<Page<CreationTemplate>, EcrError> {
+        let out = self
+            .client
+            .describe_repository_creation_templates()
+            .max_results(1000)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(|e| read_cache_error("DescribeRepositoryCreationTemplates", e))?;
+        Ok(Page {
+            items: out
+                .repository_creation_templates()
+                .iter()
+                .map(|t| CreationTemplate {
+                    prefix: t.prefix().unwrap_or_default().to_owned(),
+                    applied_for: t
+                        .applied_for()
+                        .iter()
+                        .map(|a| a.as_str().to_owned())
+                        .collect(),
+                    lifecycle_policy: t
+                        .lifecycle_policy()
+                        .filter(|p| !p.trim().is_empty())
+                        .map(str::to_owned),
+                    image_tag_mutability: t.image_tag_mutability().map(|m| m.as_str().to_owned()),
+                    resource_tags: t
+                        .resource_tags()
+                        .iter()
+                        .map(|tag| (tag.key().to_owned(), tag.value().to_owned()))
+                        .collect(),
+                })
+                .collect(),
+            next_token: out.next_token().map(str::to_owned),
+        })
+    }
+}
+
+// === end of cache contents ===
 
 /// Exponential back-off with full jitter: each delay is uniform in `[0, min(cap, base * 2^n)]`,
 /// so many replicas retrying after one outage spread out.

@@ -7,9 +7,11 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod ecr;
+pub mod iac;
 pub mod json;
 pub mod metrics;
 pub mod preview;

@@ -29,6 +29,13 @@ pub const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
 pub const DESCRIBE: &str = "AmazonEC2ContainerRegistry_V20150921.DescribePullThroughCacheRules";
 /// `ValidatePullThroughCacheRule`.
 pub const VALIDATE: &str = "AmazonEC2ContainerRegistry_V20150921.ValidatePullThroughCacheRule";
+/// `DescribeRepositories`.
+pub const DESCRIBE_REPOSITORIES: &str = "AmazonEC2ContainerRegistry_V20150921.DescribeRepositories";
+/// `DescribeImages`.
+pub const DESCRIBE_IMAGES: &str = "AmazonEC2ContainerRegistry_V20150921.DescribeImages";
+/// `DescribeRepositoryCreationTemplates`.
+pub const DESCRIBE_TEMPLATES: &str =
+    "AmazonEC2ContainerRegistry_V20150921.DescribeRepositoryCreationTemplates";
 
 /// How the stand-in answers; set before starting, adjustable afterwards via [`StandIn::script`].
 #[derive(Debug, Clone)]
@@ -48,6 +55,12 @@ pub struct Script {
     pub validations: BTreeMap<String, (bool, Option<String>)>,
     /// Answer nothing for this long before responding (to exercise client timeouts).
     pub delay: Option<Duration>,
+    /// The registry's repositories, as ECR's JSON objects (see [`repository_json`]).
+    pub repositories: Vec<Value>,
+    /// Each repository's images, as ECR's `imageDetails` objects (see [`image_json`]).
+    pub images: BTreeMap<String, Vec<Value>>,
+    /// Repository creation templates, as ECR's JSON objects (see [`template_json`]).
+    pub templates: Vec<Value>,
 }
 
 impl Default for Script {
@@ -60,6 +73,9 @@ impl Default for Script {
             fail_with: None,
             validations: BTreeMap::new(),
             delay: None,
+            repositories: Vec::new(),
+            images: BTreeMap::new(),
+            templates: Vec::new(),
         }
     }
 }
@@ -212,6 +228,17 @@ async fn handle(
             describe(script, &body)
         } else if target == VALIDATE {
             validate(script, &body)
+        } else if target == DESCRIBE_REPOSITORIES {
+            page_of(script, &body, &script.repositories, "repositories")
+        } else if target == DESCRIBE_IMAGES {
+            describe_images(script, &body)
+        } else if target == DESCRIBE_TEMPLATES {
+            page_of(
+                script,
+                &body,
+                &script.templates,
+                "repositoryCreationTemplates",
+            )
         } else {
             error_response(
                 script,
@@ -372,4 +399,123 @@ pub fn sdk_client(endpoint: &str) -> aws_sdk_ecr::Client {
         .timeout_config(short_timeouts())
         .build();
     aws_sdk_ecr::Client::from_conf(config)
+}
+
+// === Cache contents: repositories, images, creation templates ===
+
+/// One page of `items` under `key`, paged like ECR: `maxResults` 1..=1000 (default 100),
+/// capped by the script's page size, and an opaque `nextToken`.
+fn page_of(script: &Script, body: &Value, items: &[Value], key: &str) -> Response<Full<Bytes>> {
+    let max_results = match body.get("maxResults") {
+        None => 100,
+        Some(n) => match n.as_u64() {
+            Some(n @ 1..=1000) => usize::try_from(n).unwrap(),
+            _ => {
+                return error_response(
+                    script,
+                    400,
+                    "InvalidParameterException",
+                    "maxResults must be between 1 and 1000",
+                );
+            }
+        },
+    };
+    let start = match body.get("nextToken").and_then(Value::as_str) {
+        None => 0,
+        Some(token) => match token
+            .strip_prefix(&format!("{key}-"))
+            .and_then(|n| n.parse().ok())
+        {
+            Some(n) => n,
+            None => {
+                return error_response(script, 400, "InvalidParameterException", "bad nextToken");
+            }
+        },
+    };
+    let end = (start + script.page_size.min(max_results)).min(items.len());
+    let mut answer = json!({ key: items[start.min(end)..end].to_vec() });
+    if end < items.len() {
+        answer["nextToken"] = json!(format!("{key}-{end}"));
+    }
+    json_response(200, &answer)
+}
+
+fn describe_images(script: &Script, body: &Value) -> Response<Full<Bytes>> {
+    let Some(name) = body.get("repositoryName").and_then(Value::as_str) else {
+        return error_response(
+            script,
+            400,
+            "InvalidParameterException",
+            "repositoryName is required",
+        );
+    };
+    if !script
+        .repositories
+        .iter()
+        .any(|r| r["repositoryName"] == name)
+    {
+        return error_response(
+            script,
+            400,
+            "RepositoryNotFoundException",
+            &format!("The repository with name '{name}' does not exist in the registry"),
+        );
+    }
+    let images = script.images.get(name).cloned().unwrap_or_default();
+    page_of(script, body, &images, "imageDetails")
+}
+
+/// A repository as `DescribeRepositories` returns it.
+pub fn repository_json(name: &str) -> Value {
+    json!({
+        "repositoryArn": format!("arn:aws:ecr:eu-west-1:123456789012:repository/{name}"),
+        "registryId": "123456789012",
+        "repositoryName": name,
+        "repositoryUri": format!("123456789012.dkr.ecr.eu-west-1.amazonaws.com/{name}"),
+        "createdAt": 1.7E9,
+        "imageTagMutability": "MUTABLE",
+        "imageScanningConfiguration": { "scanOnPush": false },
+        "encryptionConfiguration": { "encryptionType": "AES256" },
+    })
+}
+
+/// An image as `DescribeImages` returns it; `last_pulled` and `pushed` are Unix seconds.
+pub fn image_json(
+    repository: &str,
+    n: u64,
+    bytes: u64,
+    pushed: f64,
+    last_pulled: Option<f64>,
+) -> Value {
+    let mut image = json!({
+        "registryId": "123456789012",
+        "repositoryName": repository,
+        "imageDigest": format!("sha256:{n:064x}"),
+        "imageTags": [format!("v{n}")],
+        "imageSizeInBytes": bytes,
+        "imagePushedAt": pushed,
+        "imageManifestMediaType": "application/vnd.oci.image.index.v1+json",
+        "imageStatus": "ACTIVE",
+    });
+    if let Some(t) = last_pulled {
+        image["lastRecordedPullTime"] = json!(t);
+    }
+    image
+}
+
+/// A repository creation template as `DescribeRepositoryCreationTemplates` returns it.
+pub fn template_json(prefix: &str, applied_for: &[&str], lifecycle_policy: Option<&str>) -> Value {
+    let mut t = json!({
+        "prefix": prefix,
+        "appliedFor": applied_for,
+        "imageTagMutability": "MUTABLE",
+        "encryptionConfiguration": { "encryptionType": "AES256" },
+        "resourceTags": [{ "Key": "team", "Value": "platform" }],
+        "createdAt": 1.7E9,
+        "updatedAt": 1.7E9,
+    });
+    if let Some(p) = lifecycle_policy {
+        t["lifecyclePolicy"] = json!(p);
+    }
+    t
 }
