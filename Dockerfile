@@ -14,11 +14,6 @@
 FROM --platform=$BUILDPLATFORM rust:1.95-bookworm AS build
 # Set by BuildKit for each platform of the build.
 ARG TARGETARCH
-# The commit `pullthrough --version` reports; the build context holds no .git.
-ARG PULLTHROUGH_GIT_COMMIT=""
-# The SBOM that `--sbom=true` attaches catalogues the crates of Cargo.lock in the context: the
-# binary itself carries no dependency list a scanner can read.
-ARG BUILDKIT_SBOM_SCAN_CONTEXT=true
 SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
 WORKDIR /src
 
@@ -50,16 +45,22 @@ COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 # The manifest names the benchmark target, so its source must be there for cargo to read it.
 COPY benches ./benches
+# The commit `pullthrough --version` reports (the build context holds no .git); declared here so
+# that a new commit does not invalidate the toolchain layer above.
+ARG PULLTHROUGH_GIT_COMMIT=""
 # The registry and the target directory live in BuildKit caches (one target directory per
 # architecture, so the two builds do not wait on each other's lock): a rebuild after a source
 # change recompiles only this crate.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target,id=pullthrough-target-$TARGETARCH \
-    source /etc/pullthrough-target.sh; \
+    . /etc/pullthrough-target.sh; \
     cargo build --locked --release --target "$TARGET_TRIPLE"; \
     cp "target/$TARGET_TRIPLE/release/pullthrough" /usr/local/bin/pullthrough
 
 FROM gcr.io/distroless/cc-debian12:nonroot
+# The SBOM that `--sbom=true` attaches also catalogues the build context, whose Cargo.lock lists
+# the crates compiled in: the binary itself carries no dependency list a scanner can read.
+ARG BUILDKIT_SBOM_SCAN_CONTEXT=true
 COPY --from=build /usr/local/bin/pullthrough /pullthrough
 USER 65532:65532
 # 8443: HTTPS admission endpoint; 8080: /healthz, /readyz, /metrics.
