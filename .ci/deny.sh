@@ -86,7 +86,8 @@ mkdir -p "$tools"
 if cargo deny fetch db 2>"$tools/deny-fetch.log"; then
   fresh=${CARGO_HOME:-$HOME/.cargo}/advisory-dbs/$db_folder
   echo "database: RustSec, fetched now ($(git -C "$fresh" log -1 --format='commit %h of %cs' 2>/dev/null || echo 'commit unknown'))"
-  cargo deny --locked --offline check advisories
+  # Online, so that yanked versions are looked up in the crates.io index too.
+  cargo deny --locked check advisories
 else
   echo "the RustSec database cannot be fetched: $(grep -v "^[[:space:]]*$" "$tools/deny-fetch.log" | tail -n 1)"
   if ! snapshot=$(find_snapshot); then
