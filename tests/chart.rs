@@ -34,6 +34,10 @@ use serde_json::Value;
 
 const RELEASE: &str = "pullthrough";
 const NAMESPACE: &str = "pullthrough";
+/// The image the release workflow publishes, and the chart's default.
+const PUBLISHED_IMAGE: &str = "ghcr.io/pullthrough/pullthrough";
+/// Where the release workflow pushes the chart.
+const PUBLISHED_CHART: &str = "oci://ghcr.io/pullthrough/charts/pullthrough";
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -740,7 +744,7 @@ fn both_deployments_run_as_numeric_non_root_with_a_read_only_root_and_no_capabil
         assert_eq!(spec.enable_service_links, Some(false));
         assert_eq!(
             c.image.as_deref(),
-            Some("registry.example.com/pullthrough:0.1.0")
+            Some(format!("{PUBLISHED_IMAGE}:{}", env!("CARGO_PKG_VERSION")).as_str())
         );
     }
 }
@@ -988,7 +992,10 @@ fn required_values_are_named_when_missing() {
     let Some(helm) = helm() else { return };
     for (missing, message) in [
         ("image.repository", "image.repository is required"),
-        ("config.accountId", "config.accountId is required"),
+        (
+            "config.accountId",
+            "config.accountId or aws.roleArn is required: with IRSA, aws.roleArn is enough",
+        ),
         ("config.region", "config.region is required"),
     ] {
         let unset = format!("{missing}=");
@@ -1008,6 +1015,171 @@ fn required_values_are_named_when_missing() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(message), "{stderr}");
     }
+}
+
+#[test]
+fn the_account_comes_from_the_role_arn_when_left_out_and_an_explicit_one_wins() {
+    let role = "aws.roleArn=arn:aws:iam::012345678901:role/pullthrough";
+    let Some(r) = render(&["--set", "config.accountId=", "--set", role]) else {
+        return;
+    };
+    // Written into the ConfigMap, so that what runs can be read in the cluster.
+    let map: ConfigMap = r.typed("ConfigMap", "pullthrough");
+    assert!(
+        map.data.unwrap()["config.yaml"].contains("accountId: \"012345678901\""),
+        "the account must stay a quoted string with its leading zero"
+    );
+    assert_eq!(r.config().account_id, "012345678901");
+
+    let Some(r) = render(&["--set", role]) else {
+        return;
+    };
+    assert_eq!(r.config().account_id, "123456789012");
+
+    // Other partitions: the account is the fifth field of any IAM role ARN.
+    let Some(r) = render(&[
+        "--set",
+        "config.accountId=",
+        "--set",
+        "config.region=cn-north-1",
+        "--set",
+        "aws.roleArn=arn:aws-cn:iam::210987654321:role/platform/pullthrough",
+    ]) else {
+        return;
+    };
+    assert_eq!(r.config().account_id, "210987654321");
+}
+
+/// `helm install pullthrough oci://…` commands of a Markdown file, each as its arguments, with
+/// continuation lines joined.
+fn oci_install_commands(markdown: &str) -> Vec<Vec<String>> {
+    let mut commands = Vec::new();
+    let mut lines = markdown.lines();
+    while let Some(line) = lines.next() {
+        if !line
+            .trim_start()
+            .starts_with(&format!("helm install {RELEASE} oci://"))
+        {
+            continue;
+        }
+        let mut command = line.trim().to_owned();
+        while command.ends_with('\\') {
+            command.pop();
+            command.push(' ');
+            command.push_str(lines.next().unwrap_or_default().trim());
+        }
+        assert!(
+            !command.contains(['"', '\'', '$', '<', '…']),
+            "an install command must be runnable as written: {command}"
+        );
+        commands.push(command.split_whitespace().map(str::to_owned).collect());
+    }
+    commands
+}
+
+/// The YAML blocks of a Markdown file that open with a `# <file name>` comment, by file name.
+fn named_yaml_blocks(markdown: &str) -> HashMap<String, String> {
+    let mut blocks = HashMap::new();
+    let mut lines = markdown.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() != "```yaml" {
+            continue;
+        }
+        let body: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+        if let Some(name) = body.first().and_then(|l| l.strip_prefix("# ")) {
+            blocks.insert(name.trim().to_owned(), body.join("\n"));
+        }
+    }
+    blocks
+}
+
+#[test]
+fn the_documented_oci_install_renders_a_complete_install_of_the_published_image() {
+    let Some(helm) = helm() else { return };
+    let version = env!("CARGO_PKG_VERSION");
+    let files = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for doc in [
+        "README.md",
+        "docs/install.md",
+        "charts/pullthrough/README.md",
+    ] {
+        let text = std::fs::read_to_string(root().join(doc)).unwrap();
+        let blocks = named_yaml_blocks(&text);
+        for mut command in oci_install_commands(&text) {
+            // `helm install NAME CHART FLAGS…`, rendered with the chart of this checkout.
+            assert_eq!(command[3], PUBLISHED_CHART, "{doc}: {command:?}");
+            for at in 4..command.len() - 1 {
+                match command[at].as_str() {
+                    "--version" => assert_eq!(
+                        command[at + 1],
+                        version,
+                        "{doc}: the documented chart version is not the current one"
+                    ),
+                    // A values file the same document shows.
+                    "-f" | "--values" => {
+                        let name = &command[at + 1];
+                        let body = blocks.get(name).unwrap_or_else(|| {
+                            panic!("{doc}: no YAML block opens with `# {name}`")
+                        });
+                        let path = files.path().join(name);
+                        std::fs::write(&path, body).unwrap();
+                        command[at + 1] = path.to_str().unwrap().to_owned();
+                    }
+                    _ => {}
+                }
+            }
+            let output = Command::new(helm)
+                .current_dir(root())
+                .args(["template", RELEASE, "charts/pullthrough"])
+                .args(&command[4..])
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "{doc}: {command:?} does not render:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let r = Rendered::parse(&String::from_utf8(output.stdout).unwrap());
+            for doc in &r.docs {
+                check_typed(doc);
+            }
+            for deployment in [r.webhook_deployment(), r.reconciler_deployment()] {
+                assert_eq!(
+                    container(&deployment).image.unwrap(),
+                    format!("{PUBLISHED_IMAGE}:{version}")
+                );
+            }
+            let config = r.config();
+            assert_eq!(config.account_id, "123456789012", "{doc}");
+            assert_eq!(config.region, "eu-west-1", "{doc}");
+            for name in ["pullthrough-webhook", "pullthrough-reconciler"] {
+                let account: ServiceAccount = r.typed("ServiceAccount", name);
+                assert_eq!(
+                    account.metadata.annotations.unwrap()["eks.amazonaws.com/role-arn"],
+                    "arn:aws:iam::123456789012:role/pullthrough"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 4,
+        "the READMEs and the install guide show the OCI install ({checked} commands)"
+    );
+}
+
+#[test]
+fn the_published_chart_and_image_belong_to_one_owner() {
+    let values = std::fs::read_to_string(root().join("charts/pullthrough/values.yaml")).unwrap();
+    let values: Value = serde_yaml_ng::from_str(&values).unwrap();
+    assert_eq!(values["image"]["repository"], PUBLISHED_IMAGE);
+    assert_eq!(values["image"]["tag"], "", "the tag follows appVersion");
+    let owner = |reference: &str| reference.split('/').nth(1).map(str::to_owned);
+    assert_eq!(
+        owner(PUBLISHED_IMAGE),
+        owner(PUBLISHED_CHART.trim_start_matches("oci://"))
+    );
 }
 
 #[test]

@@ -79,7 +79,7 @@ annotations:
 {{- end }}
 
 {{- define "pullthrough.image" -}}
-{{- $repository := required "image.repository is required: build the image from the Dockerfile and push it to a registry the nodes can pull from" .Values.image.repository }}
+{{- $repository := required "image.repository is required: leave it out for the published image (ghcr.io/pullthrough/pullthrough), or name a registry the nodes can pull a copy from" .Values.image.repository }}
 {{- $tag := default .Chart.AppVersion .Values.image.tag }}
 {{- if .Values.image.digest }}
 {{- printf "%s:%s@%s" $repository $tag .Values.image.digest }}
@@ -98,18 +98,35 @@ annotations:
 {{- end }}
 
 {{/*
+The AWS account of the cache rules: config.accountId, or else the account of
+aws.roleArn (arn:<partition>:iam::<account>:role/<name>, checked by the schema).
+Either is enough; with neither the render fails, saying what to set.
+*/}}
+{{- define "pullthrough.accountId" -}}
+{{- if .Values.config.accountId }}
+{{- .Values.config.accountId }}
+{{- else if .Values.aws.roleArn }}
+{{- index (splitList ":" .Values.aws.roleArn) 4 }}
+{{- else }}
+{{- fail "config.accountId or aws.roleArn is required: with IRSA, aws.roleArn is enough (the account is taken from it); with EKS Pod Identity, set config.accountId, the 12-digit AWS account that owns the pull-through cache rules (use --set-string)" }}
+{{- end }}
+{{- end }}
+
+{{/*
 The configuration file. Empty top-level strings are left out, so that the
-program's own defaults apply; account and region are required.
+program's own defaults apply; the account is always written out, so that the
+ConfigMap shows what runs. Region and account (or a role to take it from) are
+required.
 */}}
 {{- define "pullthrough.config" -}}
+{{- $_ := required "config.region is required: the AWS region of the private registry, such as eu-west-1" .Values.config.region }}
 {{- $config := dict }}
 {{- range $key, $value := .Values.config }}
 {{- if and (not (kindIs "invalid" $value)) (ne (toString $value) "") }}
 {{- $_ := set $config $key $value }}
 {{- end }}
 {{- end }}
-{{- $_ := required "config.accountId is required: the 12-digit AWS account that owns the pull-through cache rules (use --set-string)" .Values.config.accountId }}
-{{- $_ := required "config.region is required: the AWS region of the private registry, such as eu-west-1" .Values.config.region }}
+{{- $_ := set $config "accountId" (include "pullthrough.accountId" .) }}
 {{- toYaml $config }}
 {{- end }}
 
