@@ -13,6 +13,7 @@ pub mod ecr;
 pub mod json;
 pub mod metrics;
 pub mod preview;
+pub mod pullfail;
 pub mod reconciler;
 pub mod reference;
 pub mod refresh;
