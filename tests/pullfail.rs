@@ -117,7 +117,7 @@ enum Leader {
     Elected,
 }
 
-fn start(pods: Vec<Value>, rules: RuleSnapshot, config: Config, leader: Leader) -> Running {
+fn start(pods: Vec<Value>, rules: RuleSnapshot, config: Config, leader: &Leader) -> Running {
     start_in(
         Cluster {
             namespaces: vec![namespace("shop"), namespace(OWN_NAMESPACE)],
@@ -131,7 +131,7 @@ fn start(pods: Vec<Value>, rules: RuleSnapshot, config: Config, leader: Leader) 
     )
 }
 
-fn start_in(cluster: Cluster, rules: RuleSnapshot, config: Config, leader: Leader) -> Running {
+fn start_in(cluster: Cluster, rules: RuleSnapshot, config: Config, leader: &Leader) -> Running {
     let cluster = Arc::new(Mutex::new(cluster));
     let client = tower_client(cluster.clone());
     let metrics = Metrics::new().unwrap();
@@ -391,7 +391,7 @@ async fn each_cause_gets_its_warning_and_its_count() {
         ),
     ];
     let pods: Vec<Value> = cases.iter().map(|c| c.1.clone()).collect();
-    let r = start(pods, all_present(), config(), Leader::Held);
+    let r = start(pods, all_present(), config(), &Leader::Held);
     let events = r
         .wait_for_events("PullThroughCachePullFailing", cases.len())
         .await;
@@ -445,7 +445,7 @@ async fn the_rule_snapshot_names_a_missing_or_misdirected_rule() {
     ];
     // docker-hub missing, quay caching another upstream.
     let rules = snapshot(&[("quay", "quay.example.com"), ("github", "ghcr.io")]);
-    let r = start(pods, rules, config(), Leader::Held);
+    let r = start(pods, rules, config(), &Leader::Held);
     let events = r.wait_for_events("PullThroughCachePullFailing", 2).await;
     let hub = regarding(&events, "hub").body["note"]
         .as_str()
@@ -491,7 +491,7 @@ async fn a_recovered_pull_gets_a_normal_event_once_the_container_starts() {
         vec![failing.clone(), foreign],
         all_present(),
         config(),
-        Leader::Held,
+        &Leader::Held,
     );
     r.wait_for_events("PullThroughCachePullFailing", 1).await;
 
@@ -530,7 +530,7 @@ async fn a_failing_container_falls_back_once_with_its_annotation_and_event() {
         vec![failing],
         all_present(),
         fallback_config(),
-        Leader::Held,
+        &Leader::Held,
     );
     r.wait_for_events("PullThroughCachePullFailing", 1).await;
     let fallback = r.wait_for_events("PullThroughCacheFallback", 1).await;
@@ -616,7 +616,7 @@ async fn a_pod_changed_meanwhile_is_not_overwritten() {
         vec![failing.clone()],
         all_present(),
         fallback_config(),
-        Leader::Held,
+        &Leader::Held,
     );
     r.wait_for_events("PullThroughCachePullFailing", 1).await;
     // Someone sets another image on the stored Pod without the watch hearing of it yet.
@@ -660,7 +660,7 @@ async fn nothing_is_published_or_patched_without_the_lease() {
         })),
         ..Cluster::default()
     };
-    let r = start_in(cluster, all_present(), fallback_config(), Leader::Elected);
+    let r = start_in(cluster, all_present(), fallback_config(), &Leader::Elected);
     r.wait_for("readiness", |r| r.ready.load(Ordering::Acquire))
         .await;
     r.wait_for("the Lease read", |r| {

@@ -204,7 +204,7 @@ mod tests {
     }
 
     fn failing_pod() -> serde_json::Value {
-        let mut pod = pod_json(json!([
+        let mut pod = pod_json(&json!([
             waiting("app", "ImagePullBackOff", DENIED),
             waiting("side", "ErrImagePull", DENIED),
         ]));

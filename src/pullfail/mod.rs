@@ -280,10 +280,10 @@ pub fn explain(config: &Config, cause: &Cause, mapping: Option<&Mapping>) -> Str
             "Run `pullthrough rules --check` for the fix.".to_owned()
         }
         (Cause::NodeRolePermission { action }, _) => {
-            let named = action
-                .as_deref()
-                .map(|a| format!("{a} (and ecr:BatchImportUpstreamImage and ecr:CreateRepository if it lacks them)"))
-                .unwrap_or_else(|| "ecr:BatchImportUpstreamImage and ecr:CreateRepository".to_owned());
+            let named = action.as_deref().map_or_else(
+                || "ecr:BatchImportUpstreamImage and ecr:CreateRepository".to_owned(),
+                |a| format!("{a} (and ecr:BatchImportUpstreamImage and ecr:CreateRepository if it lacks them)"),
+            );
             format!(
                 "Allow the node IAM role {named} on arn:aws:ecr:{}:{}:repository/{prefix}/*; the AWS managed AmazonEC2ContainerRegistryReadOnly policy has neither (docs/iam.md).",
                 config.region, config.account_id
@@ -392,7 +392,7 @@ pub(crate) mod fixtures {
 
     /// A rewritten Pod: `app` on nginx through the cache, `side` on quay through the cache,
     /// with the statuses given.
-    pub fn pod_json(statuses: Value) -> Value {
+    pub fn pod_json(statuses: &Value) -> Value {
         json!({
             "metadata": {
                 "name": "web-1", "namespace": "shop", "uid": "u1",
@@ -438,7 +438,7 @@ mod tests {
 
     #[test]
     fn records_keep_only_containers_that_have_not_started() {
-        let pod = pod_json(json!([
+        let pod = pod_json(&json!([
             waiting("app", "ImagePullBackOff", "Back-off pulling image"),
             running("side"),
         ]));
@@ -457,7 +457,7 @@ mod tests {
         assert!(r.pull.started("side"));
         assert!(!r.pull.started("app"));
 
-        let mut all_running = pod_json(json!([running("app"), running("side")]));
+        let mut all_running = pod_json(&json!([running("app"), running("side")]));
         all_running["spec"]
             .as_object_mut()
             .unwrap()
@@ -476,7 +476,7 @@ mod tests {
     fn only_rewritten_images_in_the_cache_count() {
         let c = config("");
         let rules = all_rules(&c);
-        let mut pod = pod_json(json!([
+        let mut pod = pod_json(&json!([
             waiting("app", "ErrImagePull", DENIED),
             waiting("side", "ErrImagePull", "not found"),
         ]));
@@ -497,7 +497,7 @@ mod tests {
     #[test]
     fn a_notice_names_the_image_the_cause_and_the_fix() {
         let c = config("");
-        let pod = pod_json(json!([
+        let pod = pod_json(&json!([
             waiting("app", "ErrImagePull", DENIED),
             running("side")
         ]));
@@ -535,7 +535,7 @@ mod tests {
     fn a_missing_rule_is_explained_with_its_create_command() {
         let c = config("");
         let rules = snapshot(&c, &[("quay", "quay.io")]);
-        let pod = pod_json(json!([
+        let pod = pod_json(&json!([
             waiting("app", "ImagePullBackOff", "Back-off pulling image \"x\""),
             running("side")
         ]));
@@ -553,7 +553,7 @@ mod tests {
     fn an_unknown_cause_quotes_the_message_shortened() {
         let c = config("");
         let long = format!("dial tcp 10.0.0.1:443: i/o timeout {}", "x".repeat(2000));
-        let pod = pod_json(json!([
+        let pod = pod_json(&json!([
             waiting("app", "ErrImagePull", &long),
             running("side")
         ]));

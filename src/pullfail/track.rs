@@ -142,7 +142,7 @@ impl PullTracker {
     ) -> PullPlan {
         let mut out = PullPlan::default();
         let mut seen = HashMap::new();
-        let mut current: HashMap<(&str, &'static str), ()> = HashMap::new();
+        let mut current: HashSet<(&str, &'static str)> = HashSet::new();
         let mut alive: HashMap<&str, &PodRecord> = HashMap::new();
         for pod in pods {
             alive.insert(pod.uid.as_str(), pod);
@@ -176,7 +176,7 @@ impl PullTracker {
                 by_cause.entry(f.cause.label()).or_default().push(f);
             }
             for (label, group) in by_cause {
-                current.insert((pod.uid.as_str(), label), ());
+                current.insert((pod.uid.as_str(), label));
                 let containers: BTreeSet<String> =
                     group.iter().map(|f| f.pending.container.clone()).collect();
                 let due = self
@@ -217,7 +217,7 @@ impl PullTracker {
         // started; dropped silently when the Pod is gone or fails for another cause now.
         let mut stale = Vec::new();
         for ((uid, label), standing) in &self.standing {
-            if current.contains_key(&(uid.as_str(), *label)) {
+            if current.contains(&(uid.as_str(), *label)) {
                 continue;
             }
             let Some(pod) = alive.get(uid.as_str()) else {
@@ -326,7 +326,7 @@ mod tests {
         let rules = all_rules(&c);
         let mut t = PullTracker::new(Duration::from_mins(30));
         let t0 = Instant::now();
-        let failing = record(&pod_json(json!([
+        let failing = record(&pod_json(&json!([
             waiting("app", "ErrImagePull", DENIED),
             running("side")
         ])));
@@ -344,7 +344,7 @@ mod tests {
         publish_all(&mut t, &plan, t0);
 
         // The back-off that follows, in the old short form: nothing new, same cause.
-        let backing_off = record(&pod_json(json!([
+        let backing_off = record(&pod_json(&json!([
             waiting("app", "ImagePullBackOff", "Back-off pulling image \"x\""),
             running("side")
         ])));
@@ -357,14 +357,14 @@ mod tests {
         publish_all(&mut t, &plan, t0 + Duration::from_mins(30));
 
         // Pulled, being created: no recovery yet.
-        let creating = record(&pod_json(json!([
+        let creating = record(&pod_json(&json!([
             waiting("app", "ContainerCreating", ""),
             running("side")
         ])));
         let plan = t.plan(&c, &rules, &[&creating], t0 + Duration::from_mins(31));
         assert!(plan.events.is_empty(), "{:#?}", plan.events);
 
-        let started = record(&pod_json(json!([running("app"), running("side")])));
+        let started = record(&pod_json(&json!([running("app"), running("side")])));
         let plan = t.plan(&c, &rules, &[&started], t0 + Duration::from_mins(32));
         assert_eq!(plan.events.len(), 1, "{:#?}", plan.events);
         assert_eq!(plan.events[0].reason, REASON_PULL_RECOVERED);
@@ -388,7 +388,7 @@ mod tests {
         let rules = all_rules(&c);
         let mut t = PullTracker::new(Duration::from_mins(30));
         let now = Instant::now();
-        let failing = record(&pod_json(json!([
+        let failing = record(&pod_json(&json!([
             waiting("app", "ErrImagePull", DENIED),
             running("side")
         ])));
@@ -410,13 +410,13 @@ mod tests {
         let rules = all_rules(&c);
         let mut t = PullTracker::new(Duration::from_mins(30));
         let now = Instant::now();
-        let denied = record(&pod_json(json!([
+        let denied = record(&pod_json(&json!([
             waiting("app", "ErrImagePull", DENIED),
             running("side")
         ])));
         let plan = t.plan(&c, &rules, &[&denied], now);
         publish_all(&mut t, &plan, now);
-        let limited = record(&pod_json(json!([
+        let limited = record(&pod_json(&json!([
             waiting(
                 "app",
                 "ErrImagePull",
@@ -436,7 +436,7 @@ mod tests {
         let rules = all_rules(&c);
         let mut t = PullTracker::new(Duration::from_mins(30));
         let t0 = Instant::now();
-        let failing = record(&pod_json(json!([
+        let failing = record(&pod_json(&json!([
             waiting("app", "ErrImagePull", DENIED),
             running("side")
         ])));
@@ -473,7 +473,7 @@ mod tests {
         let rules = all_rules(&c);
         let mut t = PullTracker::new(Duration::from_mins(30));
         let t0 = Instant::now();
-        let failing = record(&pod_json(json!([
+        let failing = record(&pod_json(&json!([
             waiting("app", "ErrImagePull", DENIED),
             running("side")
         ])));
@@ -481,7 +481,7 @@ mod tests {
         publish_all(&mut t, &plan, t0);
         let plan = t.plan(&c, &rules, &[&failing], t0 + Duration::from_mins(3));
         publish_all(&mut t, &plan, t0 + Duration::from_mins(3));
-        let mut after = pod_json(json!([running("app"), running("side")]));
+        let mut after = pod_json(&json!([running("app"), running("side")]));
         after["spec"]["containers"][0]["image"] = json!("nginx:1.27");
         after["metadata"]["annotations"]["pullthrough.dev/fallback"] = json!("[\"app\"]");
         let after = record(&after);
