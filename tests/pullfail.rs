@@ -569,6 +569,7 @@ async fn a_failing_container_falls_back_once_with_its_annotation_and_event() {
 
     let e = regarding(&fallback, "web");
     assert_eq!(e.body["type"], "Warning");
+    assert_eq!(e.body["action"], "FallBackToOriginalImage");
     let note = e.body["note"].as_str().unwrap();
     assert!(
         note.contains(&format!(

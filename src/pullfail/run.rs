@@ -10,10 +10,12 @@ use tracing::{info, warn};
 use super::Cause;
 use super::REASON_FALLBACK;
 use super::fallback::FallbackPlan;
-use super::track::{PodTarget, PullPlan, PullTracker};
+use super::track::{PodTarget, PullEvent, PullPlan, PullTracker};
 use crate::reconciler::ACTION;
 use crate::reconciler::notice::Severity;
 
+/// The `action` of the fallback Event.
+pub const FALLBACK_ACTION: &str = "FallBackToOriginalImage";
 /// Field manager of the fallback patch.
 pub const FIELD_MANAGER: &str = "pullthrough-reconciler";
 
@@ -55,6 +57,14 @@ impl PullMetrics {
         registry.register(Box::new(m.fallbacks.clone()))?;
         Ok(m)
     }
+
+    /// Counts the failures `plan` saw for the first time: at once, whatever becomes of its
+    /// Events, since the tracker will not report them again.
+    pub fn count(&self, plan: &PullPlan) {
+        for cause in &plan.new_failures {
+            self.failures.with_label_values(&[cause]).inc();
+        }
+    }
 }
 
 fn pod_reference(pod: &PodTarget) -> ObjectReference {
@@ -68,33 +78,33 @@ fn pod_reference(pod: &PodTarget) -> ObjectReference {
     }
 }
 
-async fn publish(
-    recorder: &Recorder,
-    pod: &PodTarget,
-    severity: Severity,
-    reason: &str,
-    note: &str,
-) -> Result<(), kube::Error> {
+async fn publish(recorder: &Recorder, event: &PullEvent) -> Result<(), kube::Error> {
+    let action = if event.reason == REASON_FALLBACK {
+        FALLBACK_ACTION
+    } else {
+        ACTION
+    };
     recorder
         .publish(
             &Event {
-                type_: match severity {
+                type_: match event.severity {
                     Severity::Normal => EventType::Normal,
                     Severity::Warning => EventType::Warning,
                 },
-                reason: reason.to_owned(),
-                note: Some(note.to_owned()),
-                action: ACTION.to_owned(),
+                reason: event.reason.to_owned(),
+                note: Some(event.note.clone()),
+                action: action.to_owned(),
                 secondary: None,
             },
-            &pod_reference(pod),
+            &pod_reference(&event.pod),
         )
         .await
 }
 
 /// Publishes the Events of `plan` and patches its fallbacks, recording each success in
 /// `tracker`. Stops at the first API error, which the caller backs off on; what was not done
-/// is planned again on the next pass. `events` counts published Events by reason.
+/// is planned again on the next pass. `events` counts published Events by reason; failures
+/// are counted when planned ([`PullMetrics::count`]).
 pub async fn act(
     client: &Client,
     recorder: &Recorder,
@@ -103,18 +113,8 @@ pub async fn act(
     metrics: &PullMetrics,
     events: &IntCounterVec,
 ) -> Result<(), kube::Error> {
-    for cause in &plan.new_failures {
-        metrics.failures.with_label_values(&[cause]).inc();
-    }
     for event in &plan.events {
-        publish(
-            recorder,
-            &event.pod,
-            event.severity,
-            event.reason,
-            &event.note,
-        )
-        .await?;
+        publish(recorder, event).await?;
         tracker.published(event, std::time::Instant::now());
         events.with_label_values(&[event.reason]).inc();
         info!(reason = event.reason, cause = event.cause, namespace = %event.pod.namespace, pod = %event.pod.name, "event published");
@@ -122,22 +122,12 @@ pub async fn act(
     for fallback in &plan.fallbacks {
         match patch(client, fallback).await {
             Ok(()) => {
-                tracker.fell_back(fallback);
+                // Owed until published: a failed publication is retried on the next pass.
+                let event = tracker.switched(fallback);
                 metrics.fallbacks.with_label_values(&["done"]).inc();
-                let target = PodTarget {
-                    namespace: fallback.namespace.clone(),
-                    name: fallback.name.clone(),
-                    uid: fallback.uid.clone(),
-                };
                 info!(namespace = %fallback.namespace, pod = %fallback.name, containers = fallback.switches.len(), "fell back to original images");
-                publish(
-                    recorder,
-                    &target,
-                    Severity::Warning,
-                    REASON_FALLBACK,
-                    &fallback.note(),
-                )
-                .await?;
+                publish(recorder, &event).await?;
+                tracker.published(&event, std::time::Instant::now());
                 events.with_label_values(&[REASON_FALLBACK]).inc();
             }
             // The Pod changed under the plan (a test failed), or is gone: never try again;

@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::fallback::{self, FallbackPlan};
-use super::{Cause, Failure, REASON_PULL_FAILING, REASON_PULL_RECOVERED, failures};
+use super::{
+    Cause, Failure, REASON_FALLBACK, REASON_PULL_FAILING, REASON_PULL_RECOVERED, failures,
+};
 use crate::config::Config;
 use crate::reconciler::notice::Severity;
 use crate::reconciler::{NOTE_MAX_LEN, PodRecord};
@@ -86,6 +88,8 @@ pub struct PullTracker {
     seen: HashMap<ContainerKey, Seen>,
     standing: HashMap<(String, &'static str), Standing>,
     fell_back: HashSet<ContainerKey>,
+    /// Fallback Events of patches that succeeded, until published.
+    owed: Vec<PullEvent>,
 }
 
 fn key(uid: &str, container: &str) -> ContainerKey {
@@ -112,6 +116,7 @@ impl PullTracker {
             seen: HashMap::new(),
             standing: HashMap::new(),
             fell_back: HashSet::new(),
+            owed: Vec::new(),
         }
     }
 
@@ -140,7 +145,10 @@ impl PullTracker {
         pods: &[&PodRecord],
         now: Instant,
     ) -> PullPlan {
-        let mut out = PullPlan::default();
+        let mut out = PullPlan {
+            events: self.owed.clone(),
+            ..PullPlan::default()
+        };
         let mut seen = HashMap::new();
         let mut current: HashSet<(&str, &'static str)> = HashSet::new();
         let mut alive: HashMap<&str, &PodRecord> = HashMap::new();
@@ -271,6 +279,10 @@ impl PullTracker {
 
     /// Records that `event` was accepted by the API server.
     pub fn published(&mut self, event: &PullEvent, now: Instant) {
+        if event.reason == REASON_FALLBACK {
+            self.owed.retain(|e| e != event);
+            return;
+        }
         let k = (event.pod.uid.clone(), event.cause);
         match event.severity {
             Severity::Warning => {
@@ -296,8 +308,29 @@ impl PullTracker {
         }
     }
 
+    /// Records that the fallback `plan` was patched, and returns its Event, owed until
+    /// [`PullTracker::published`] says it was accepted.
+    pub fn switched(&mut self, plan: &FallbackPlan) -> PullEvent {
+        self.fell_back(plan);
+        let event = PullEvent {
+            pod: PodTarget {
+                namespace: plan.namespace.clone(),
+                name: plan.name.clone(),
+                uid: plan.uid.clone(),
+            },
+            severity: Severity::Warning,
+            reason: REASON_FALLBACK,
+            note: bounded(plan.note()),
+            cause: plan.switches.first().map_or("unknown", |s| s.cause.label()),
+            containers: plan.switches.iter().map(|s| s.container.clone()).collect(),
+        };
+        self.owed.push(event.clone());
+        event
+    }
+
     /// Forgets a Pod that was deleted.
     pub fn forget(&mut self, uid: &str) {
+        self.owed.retain(|e| e.pod.uid != uid);
         self.seen.retain(|(u, _), _| u != uid);
         self.standing.retain(|(u, _), _| u != uid);
         self.fell_back.retain(|(u, _)| u != uid);
@@ -463,6 +496,38 @@ mod tests {
         assert!(
             t.plan(&off, &rules, &[&failing], t0 + Duration::from_hours(1))
                 .fallbacks
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_fallback_event_is_owed_until_published() {
+        let c = config("fallback:\n  enabled: true\n  after: 2m\n");
+        let rules = all_rules(&c);
+        let mut t = PullTracker::new(Duration::from_mins(30));
+        let t0 = Instant::now();
+        let failing = record(&pod_json(&json!([
+            waiting("app", "ErrImagePull", DENIED),
+            running("side")
+        ])));
+        let plan = t.plan(&c, &rules, &[&failing], t0);
+        publish_all(&mut t, &plan, t0);
+        let plan = t.plan(&c, &rules, &[&failing], t0 + Duration::from_mins(3));
+        let event = t.switched(&plan.fallbacks[0]);
+        assert_eq!(event.reason, REASON_FALLBACK);
+        assert!(
+            event.note.starts_with("Switched container app"),
+            "{}",
+            event.note
+        );
+        // Its publication failed: the next pass plans it again, and no second patch.
+        let plan = t.plan(&c, &rules, &[&failing], t0 + Duration::from_mins(4));
+        assert!(plan.fallbacks.is_empty());
+        assert_eq!(plan.events, std::slice::from_ref(&event));
+        t.published(&event, t0 + Duration::from_mins(4));
+        assert!(
+            t.plan(&c, &rules, &[&failing], t0 + Duration::from_mins(5))
+                .events
                 .is_empty()
         );
     }

@@ -273,6 +273,7 @@ impl Reconciler {
                 )
             };
             let (planned, pull_plan) = planned;
+            self.metrics.pulls.count(&pull_plan);
             self.metrics.runs.inc();
             let mut failed = false;
             for event in planned {
