@@ -92,58 +92,31 @@ impl PullRecord {
             };
         };
         let status = pod.status.as_ref();
-        let statuses = |kind: ContainerKind| -> &[ContainerStatus] {
-            status
-                .and_then(|s| match kind {
-                    ContainerKind::Init => s.init_container_statuses.as_deref(),
-                    ContainerKind::Main => s.container_statuses.as_deref(),
-                    ContainerKind::Ephemeral => s.ephemeral_container_statuses.as_deref(),
-                })
-                .unwrap_or_default()
-        };
-        let names = |kind: ContainerKind| -> Vec<&str> {
-            match kind {
-                ContainerKind::Init => spec
-                    .init_containers
-                    .iter()
-                    .flatten()
-                    .map(|c| c.name.as_str())
-                    .collect(),
-                ContainerKind::Main => spec.containers.iter().map(|c| c.name.as_str()).collect(),
-                ContainerKind::Ephemeral => spec
-                    .ephemeral_containers
-                    .iter()
-                    .flatten()
-                    .map(|c| c.name.as_str())
-                    .collect(),
-            }
-        };
         let mut pending = Vec::new();
-        for kind in [
+        collect_pending(
+            &mut pending,
             ContainerKind::Init,
+            spec.init_containers
+                .iter()
+                .flatten()
+                .map(|c| c.name.as_str()),
+            status.and_then(|s| s.init_container_statuses.as_deref()),
+        );
+        collect_pending(
+            &mut pending,
             ContainerKind::Main,
+            spec.containers.iter().map(|c| c.name.as_str()),
+            status.and_then(|s| s.container_statuses.as_deref()),
+        );
+        collect_pending(
+            &mut pending,
             ContainerKind::Ephemeral,
-        ] {
-            let statuses = statuses(kind);
-            for (index, name) in names(kind).into_iter().enumerate() {
-                let status = statuses.iter().find(|s| s.name == name);
-                if status.is_some_and(started) {
-                    continue;
-                }
-                let pull = status
-                    .and_then(|s| s.state.as_ref()?.waiting.as_ref())
-                    .and_then(|w| {
-                        let wait = PullWait::of(w.reason.as_deref()?)?;
-                        Some((wait, w.message.clone().unwrap_or_default()))
-                    });
-                pending.push(Pending {
-                    container: name.to_owned(),
-                    kind,
-                    index,
-                    pull,
-                });
-            }
-        }
+            spec.ephemeral_containers
+                .iter()
+                .flatten()
+                .map(|c| c.name.as_str()),
+            status.and_then(|s| s.ephemeral_container_statuses.as_deref()),
+        );
         Self { pending, fallback }
     }
 
@@ -159,6 +132,34 @@ impl PullRecord {
     /// Whether `container` has started (it is not pending).
     pub fn started(&self, container: &str) -> bool {
         !self.pending.iter().any(|p| p.container == container)
+    }
+}
+
+/// Adds the containers of one list (`names`, in spec order) that have not started.
+fn collect_pending<'a>(
+    out: &mut Vec<Pending>,
+    kind: ContainerKind,
+    names: impl Iterator<Item = &'a str>,
+    statuses: Option<&[ContainerStatus]>,
+) {
+    let statuses = statuses.unwrap_or_default();
+    for (index, name) in names.enumerate() {
+        let status = statuses.iter().find(|s| s.name == name);
+        if status.is_some_and(started) {
+            continue;
+        }
+        let pull = status
+            .and_then(|s| s.state.as_ref()?.waiting.as_ref())
+            .and_then(|w| {
+                let wait = PullWait::of(w.reason.as_deref()?)?;
+                Some((wait, w.message.clone().unwrap_or_default()))
+            });
+        out.push(Pending {
+            container: name.to_owned(),
+            kind,
+            index,
+            pull,
+        });
     }
 }
 
