@@ -126,6 +126,14 @@ pub fn classify(message: &str, rule: Option<&RuleState>) -> Cause {
             action: Some(action),
         };
     }
+    // A denial worded another way still names the action it lacks.
+    for action in ["ecr:BatchImportUpstreamImage", "ecr:CreateRepository"] {
+        if has(message, &[action]) {
+            return Cause::NodeRolePermission {
+                action: Some(action.to_owned()),
+            };
+        }
+    }
     if has(message, &["ThrottlingException", "Rate exceeded"]) {
         return Cause::EcrThrottling;
     }
@@ -250,6 +258,10 @@ mod tests {
     )]
     #[case::create_repository_denied_in_back_off(
         &back_off("unexpected status from GET request to https://123456789012.dkr.ecr.eu-west-1.amazonaws.com/v2/docker-hub/library/nginx/manifests/1.27: 403 Forbidden - Server message: denied: User: arn:aws:sts::123456789012:assumed-role/eks-node/i-0abc is not authorized to perform: ecr:CreateRepository on resource: arn:aws:ecr:eu-west-1:123456789012:repository/docker-hub/library/nginx"),
+        Cause::NodeRolePermission { action: Some("ecr:CreateRepository".into()) }
+    )]
+    #[case::policy_wording(
+        &err_image_pull("403 Forbidden - Server message: denied: because no identity-based policy allows the ecr:CreateRepository action"),
         Cause::NodeRolePermission { action: Some("ecr:CreateRepository".into()) }
     )]
     #[case::bare_head_403(

@@ -291,7 +291,7 @@ pub fn explain(config: &Config, cause: &Cause, mapping: Option<&Mapping>) -> Str
             )
         }
         (Cause::ImageNotFound, _) => {
-            "Check that the original image exists upstream: the tag may be mistyped or deleted, and the cache only holds what the upstream has.".to_owned()
+            "Check that the original image exists upstream: the tag may be mistyped or deleted, and the cache only holds what the upstream has. If it does, check the rule with `pullthrough rules --check`.".to_owned()
         }
         (Cause::UpstreamRateLimit, _) => format!(
             "Wait for the limit to reset, or give the rule {prefix} credentials with a higher limit (Docker Hub: a paid account's access token in its ecr-pullthroughcache/ secret)."
