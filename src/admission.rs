@@ -29,6 +29,9 @@ pub const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
 pub const SKIP_ANNOTATION: &str = "pullthrough.dev/skip";
 /// Pod annotation recording replaced images: JSON, container name to original image.
 pub const ORIGINAL_IMAGES_ANNOTATION: &str = "pullthrough.dev/original-images";
+/// Pod annotation listing the containers the reconciler put back on their original image
+/// (JSON list of container names): the webhook leaves their images alone from then on.
+pub const FALLBACK_ANNOTATION: &str = "pullthrough.dev/fallback";
 /// Longest warning the API server passes on untruncated.
 const WARNING_MAX_LEN: usize = 256;
 
@@ -593,6 +596,8 @@ pub fn plan_object<'c>(
         return PodPlan::default();
     };
     let old_spec = old_pod.and_then(ObjectView::spec);
+    // Pods without the annotation pay one map lookup.
+    let fallen_back = pod.annotation(FALLBACK_ANNOTATION).map(FallenBack::read);
 
     let mut images = Vec::with_capacity(scope.kinds().iter().map(|&k| spec.list(k).len()).sum());
     for (kind, index, container) in spec.containers(scope.kinds()) {
@@ -616,6 +621,13 @@ pub fn plan_object<'c>(
                 decision = Decision::Skip(SkipReason::UnchangedOnUpdate);
             }
         }
+        if let Some(reason) = fallen_back
+            .as_ref()
+            .filter(|_| matches!(decision, Decision::Rewrite(_)))
+            .and_then(|f| f.keeps(&container.name))
+        {
+            decision = Decision::Skip(reason);
+        }
         images.push(ImageOutcome {
             kind,
             index,
@@ -635,6 +647,30 @@ pub fn plan_object<'c>(
         images,
         base: target.pod_path(),
         record,
+    }
+}
+
+/// The containers of a Pod's [`FALLBACK_ANNOTATION`].
+enum FallenBack {
+    Listed(Vec<String>),
+    /// Not a list of names: no container can be told safe to rewrite.
+    Unreadable,
+}
+
+impl FallenBack {
+    fn read(text: &str) -> Self {
+        serde_json::from_str(text).map_or(Self::Unreadable, Self::Listed)
+    }
+
+    /// Why `container` keeps its image, or `None` when it may be rewritten.
+    fn keeps(&self, container: &str) -> Option<SkipReason> {
+        match self {
+            Self::Listed(names) => names
+                .iter()
+                .any(|n| n == container)
+                .then_some(SkipReason::FallenBack),
+            Self::Unreadable => Some(SkipReason::FallbackUnreadable),
+        }
     }
 }
 
@@ -1415,6 +1451,74 @@ mod tests {
         )
         .unwrap();
         assert_eq!(record, json!({"a": "nginx:1.27", "b": "redis:8"}));
+    }
+
+    #[test]
+    fn containers_fallen_back_keep_their_original_image_on_update_and_create() {
+        let c = config("");
+        // The reconciler's patch: a's image back to its original, and the annotation.
+        let mut old = pod(json!([
+            {"name": "a", "image": format!("{HOST}/docker-hub/library/nginx:1.27")},
+            {"name": "b", "image": format!("{HOST}/docker-hub/library/redis:7")},
+        ]));
+        old["metadata"]["annotations"] = json!({
+            ORIGINAL_IMAGES_ANNOTATION: "{\"a\":\"nginx:1.27\",\"b\":\"redis:7\"}"
+        });
+        let mut new = old.clone();
+        new["spec"]["containers"][0]["image"] = json!("nginx:1.27");
+        new["metadata"]["annotations"][FALLBACK_ANNOTATION] = json!("[\"a\"]");
+        let body = review_json("UPDATE", ("", "Pod"), new.clone(), old.clone());
+        let r = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
+        assert!(r.response.patch.is_none(), "{:?}", r.response);
+        assert_eq!(
+            r.plan.images[0].decision,
+            Decision::Skip(SkipReason::FallenBack)
+        );
+        assert!(
+            r.response.warnings[0].contains("pullthrough.dev/fallback"),
+            "{:?}",
+            r.response.warnings
+        );
+
+        // A later update that changes b rewrites b and still leaves a alone.
+        let mut later = new.clone();
+        later["spec"]["containers"][1]["image"] = json!("redis:8");
+        let body = review_json("UPDATE", ("", "Pod"), later.clone(), new.clone());
+        let r = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
+        let after = patched(&r.response, later);
+        assert_eq!(after["spec"]["containers"][0]["image"], "nginx:1.27");
+        assert_eq!(
+            after["spec"]["containers"][1]["image"],
+            format!("{HOST}/docker-hub/library/redis:8")
+        );
+
+        // A Pod created with the annotation (a copy of a fallen-back Pod) keeps it too.
+        let body = review_json("CREATE", ("", "Pod"), new.clone(), Value::Null);
+        let r = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
+        assert_eq!(
+            patched(&r.response, new)["spec"]["containers"][0]["image"],
+            "nginx:1.27"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_fallback_annotation_leaves_every_image_alone() {
+        let c = config("");
+        let mut object = pod(json!([{"name": "a", "image": "nginx:1.27"}]));
+        object["metadata"]["annotations"] = json!({FALLBACK_ANNOTATION: "a,b"});
+        let body = review_json("CREATE", ("", "Pod"), object, Value::Null);
+        let r = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
+        assert!(r.response.patch.is_none());
+        assert_eq!(
+            r.plan.images[0].decision,
+            Decision::Skip(SkipReason::FallbackUnreadable)
+        );
+        // Another container name in the list does not protect this one.
+        let mut object = pod(json!([{"name": "a", "image": "nginx:1.27"}]));
+        object["metadata"]["annotations"] = json!({FALLBACK_ANNOTATION: "[\"b\"]"});
+        let body = review_json("CREATE", ("", "Pod"), object, Value::Null);
+        let r = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
+        assert!(r.response.patch.is_some());
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod iac;
 pub mod json;
 pub mod metrics;
 pub mod preview;
+pub mod pullfail;
 pub mod reconciler;
 pub mod reference;
 pub mod refresh;

@@ -56,6 +56,12 @@ pub enum SkipReason {
     },
     /// The rules are not known yet and `ruleCheck.whenUnknown: skip` is in force.
     RuleUnknown,
+    /// The Pod's `pullthrough.dev/fallback` annotation lists the container: the reconciler
+    /// put it back on its original image after pulls through the cache failed.
+    FallenBack,
+    /// The Pod's `pullthrough.dev/fallback` annotation is not a JSON list of container names,
+    /// so no container of the Pod is rewritten.
+    FallbackUnreadable,
 }
 
 impl SkipReason {
@@ -77,6 +83,8 @@ impl SkipReason {
                 RuleState::CredentialsFailing { .. } => "rule_credentials_failing",
             },
             Self::RuleUnknown => "rule_unknown",
+            Self::FallenBack => "fallback",
+            Self::FallbackUnreadable => "fallback_unreadable",
         }
     }
 
@@ -115,6 +123,12 @@ impl fmt::Display for SkipReason {
             Self::RuleUnknown => {
                 f.write_str("the ECR pull-through cache rules are not known yet")
             }
+            Self::FallenBack => f.write_str(
+                "put back on its original image after failed pulls through the cache (pullthrough.dev/fallback)",
+            ),
+            Self::FallbackUnreadable => f.write_str(
+                "the pod's pullthrough.dev/fallback annotation is not a JSON list of container names",
+            ),
         }
     }
 }

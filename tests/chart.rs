@@ -615,6 +615,45 @@ fn reconciler_rbac_is_exactly_pods_namespaces_events_its_lease_and_its_deploymen
 }
 
 #[test]
+fn reconciler_may_patch_pods_only_with_the_fallback_enabled() {
+    let Some(r) = render(&[
+        "--set",
+        "config.fallback.enabled=true",
+        "--set",
+        "config.fallback.after=5m",
+    ]) else {
+        return;
+    };
+    let cluster_role: ClusterRole = r.typed("ClusterRole", "pullthrough-reconciler");
+    let expected: BTreeSet<_> = [
+        row("", "pods", &[], &["get", "list", "watch"]),
+        row("", "pods", &[], &["patch"]),
+        row("", "namespaces", &[], &["get", "list", "watch"]),
+        row("events.k8s.io", "events", &[], &["create", "patch"]),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(rule_rows(&cluster_role.rules.unwrap()), expected);
+    // The program reads what the chart writes.
+    let loaded = r.config();
+    assert!(loaded.fallback.enabled);
+    assert_eq!(loaded.fallback.after, std::time::Duration::from_mins(5));
+
+    // Disabled explicitly: no patch.
+    let Some(r) = render(&["--set", "config.fallback.enabled=false"]) else {
+        return;
+    };
+    let cluster_role: ClusterRole = r.typed("ClusterRole", "pullthrough-reconciler");
+    assert!(
+        !rule_rows(&cluster_role.rules.unwrap())
+            .iter()
+            .any(
+                |(_, resource, _, verbs)| resource == "pods" && verbs.contains(&"patch".to_owned())
+            )
+    );
+}
+
+#[test]
 fn reconciler_args_agree_with_the_webhook_selector_and_its_rbac() {
     let Some(r) = render(&[
         "--set",

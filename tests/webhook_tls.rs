@@ -702,3 +702,99 @@ async fn admin_endpoints_report_health_readiness_and_metrics() {
     drop(client);
     server.stop().await;
 }
+
+/// The reconciler's fallback, end to end on the webhook's side: a Pod rewritten at CREATE,
+/// then the UPDATE that the reconciler's own fallback patch makes of it, then a later UPDATE.
+/// The container listed in `pullthrough.dev/fallback` keeps its original image throughout,
+/// though the webhook's configuration has fallback disabled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_listed_in_the_fallback_annotation_keeps_its_original_image_on_update() {
+    use pullthrough::config::{Config, Fallback, Overrides};
+    use pullthrough::pullfail::{failures, fallback};
+    use pullthrough::reconciler::PodRecord;
+    use pullthrough::rules::RuleSnapshot;
+
+    let server = TestServer::start().await;
+    let create = fixture_json("pod-create-simple.json");
+    for proto in Proto::ALL {
+        let mut client = server.client(proto).await;
+        let created = check_envelope(
+            &create,
+            &client
+                .post(MUTATE_PATH, &fixture("pod-create-simple.json"))
+                .await,
+        );
+        let mut running = patched_object(&create, &created);
+        let rewritten = ecr("docker-hub/library/nginx:1.27");
+        assert_eq!(running["spec"]["containers"][0]["image"], rewritten);
+        running["metadata"]["uid"] = json!("uid-simple");
+        running["status"] = json!({"containerStatuses": [{
+            "name": "app", "image": rewritten, "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image: 403 Forbidden"}},
+        }]});
+
+        // The patch the reconciler sends once the pull has failed long enough.
+        let config = Config::load(
+            "accountId: \"123456789012\"\nregion: eu-west-1\nfallback:\n  enabled: true\n",
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(config.fallback.after, Fallback::default().after);
+        let record =
+            PodRecord::from_pod(&serde_json::from_value(running.clone()).unwrap()).unwrap();
+        let rules = RuleSnapshot::unknown();
+        let found = failures(&config, &rules, &record);
+        let plan = fallback::plan(
+            &config.fallback,
+            &record,
+            &found,
+            |_| Some(config.fallback.after),
+            |_| false,
+        )
+        .expect("the container is due to fall back");
+        let mut fallen = running.clone();
+        json_patch::patch(&mut fallen, &plan.patch()).unwrap();
+        assert_eq!(fallen["spec"]["containers"][0]["image"], "nginx:1.27");
+
+        let mut update = create.clone();
+        update["request"]["uid"] = json!("fallback-update");
+        update["request"]["operation"] = json!("UPDATE");
+        update["request"]["object"] = fallen.clone();
+        update["request"]["oldObject"] = running.clone();
+        let answered = check_envelope(
+            &update,
+            &client
+                .post(MUTATE_PATH, &serde_json::to_vec(&update).unwrap())
+                .await,
+        );
+        assert_eq!(answered["allowed"], true, "{answered}");
+        assert!(patch_of(&answered).is_none(), "{proto:?}: {answered}");
+        let pod = patched_pod(&update, &answered);
+        assert_eq!(images(&pod).main, pairs(&[("app", "nginx:1.27")]));
+        let said = warnings(&answered);
+        assert!(
+            said.len() == 1 && said[0].contains("pullthrough.dev/fallback"),
+            "{said:?}"
+        );
+
+        // A later update (a label) leaves it there too.
+        let mut labelled = fallen.clone();
+        labelled["metadata"]["labels"] = json!({"tier": "backend"});
+        let mut later = update.clone();
+        later["request"]["uid"] = json!("later-update");
+        later["request"]["object"] = labelled;
+        later["request"]["oldObject"] = fallen;
+        let answered = check_envelope(
+            &later,
+            &client
+                .post(MUTATE_PATH, &serde_json::to_vec(&later).unwrap())
+                .await,
+        );
+        assert!(patch_of(&answered).is_none(), "{answered}");
+        assert_eq!(
+            images(&patched_pod(&later, &answered)).main,
+            pairs(&[("app", "nginx:1.27")])
+        );
+    }
+    server.stop().await;
+}

@@ -100,6 +100,8 @@ pub struct PodRecord {
     pub opted_out: bool,
     /// Every container, init container and ephemeral container.
     pub containers: Vec<ContainerImage>,
+    /// Containers that have not started, and the fallback annotation: for pull failures.
+    pub pull: crate::pullfail::PullRecord,
 }
 
 impl PodRecord {
@@ -152,6 +154,7 @@ impl PodRecord {
                 .and_then(|a| a.get(SKIP_ANNOTATION))
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),
             containers,
+            pull: crate::pullfail::PullRecord::from_pod(pod),
         })
     }
 
@@ -667,6 +670,7 @@ mod tests {
                     original: None,
                 })
                 .collect(),
+            pull: crate::pullfail::PullRecord::default(),
         }
     }
 

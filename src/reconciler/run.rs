@@ -47,6 +47,8 @@ pub struct ReconcilerMetrics {
     pub pods: IntGauge,
     /// Warnings standing (published and not yet resolved).
     pub standing: IntGauge,
+    /// Pull failures and fallbacks.
+    pub pulls: crate::pullfail::run::PullMetrics,
 }
 
 impl ReconcilerMetrics {
@@ -80,6 +82,7 @@ impl ReconcilerMetrics {
                 "reconciler_standing_warnings",
                 "Warnings published and not yet resolved",
             )?,
+            pulls: crate::pullfail::run::PullMetrics::register(registry)?,
         };
         registry.register(Box::new(m.runs.clone()))?;
         registry.register(Box::new(m.failures.clone()))?;
@@ -196,6 +199,7 @@ impl Reconciler {
     ) {
         let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
         let mut tracker = Tracker::new(self.options.resend_interval);
+        let mut pulls = crate::pullfail::track::PullTracker::new(self.options.resend_interval);
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_mins(5));
         let mut retry_at: Option<Instant> = None;
         let mut deployment: Option<Option<ObjectReference>> = None;
@@ -220,6 +224,7 @@ impl Reconciler {
             };
             for uid in deleted {
                 tracker.forget(&uid);
+                pulls.forget(&uid);
             }
             if !synced {
                 continue;
@@ -236,7 +241,7 @@ impl Reconciler {
                 Arc::as_ptr(&config) as usize,
                 Arc::as_ptr(&rules) as usize,
             );
-            if last == Some(signature) && last_run.elapsed() < RECHECK {
+            if last == Some(signature) && last_run.elapsed() < RECHECK && !pulls.due(&config, now) {
                 continue;
             }
             if deployment.is_none() {
@@ -262,8 +267,13 @@ impl Reconciler {
                     rules: &rules,
                     pods: &pods,
                 };
-                tracker.plan(&world, summary_ref.is_some(), now)
+                (
+                    tracker.plan(&world, summary_ref.is_some(), now),
+                    pulls.plan(&config, &rules, &pods, now),
+                )
             };
+            let (planned, pull_plan) = planned;
+            self.metrics.pulls.count(&pull_plan);
             self.metrics.runs.inc();
             let mut failed = false;
             for event in planned {
@@ -291,6 +301,23 @@ impl Reconciler {
                         break;
                     }
                 }
+            }
+            if !failed
+                && let Err(e) = crate::pullfail::run::act(
+                    &self.client,
+                    &recorder,
+                    &mut pulls,
+                    pull_plan,
+                    &self.metrics.pulls,
+                    &self.metrics.events,
+                )
+                .await
+            {
+                self.metrics.failure("event_publish");
+                let delay = backoff.next_delay().max(Duration::from_secs(1));
+                warn!(error = %e, retry_in = ?delay, "cannot publish a pull-failure Event or fall back; retrying later");
+                retry_at = Some(Instant::now() + delay);
+                failed = true;
             }
             if !failed {
                 backoff.reset();

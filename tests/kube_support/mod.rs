@@ -80,6 +80,66 @@ pub struct Cluster {
     pub seen: Vec<Seen>,
     /// Open watch streams, kept so that watches stay open.
     pub watches: Vec<mpsc::UnboundedSender<Result<Frame<Bytes>, Infallible>>>,
+    /// The open Pod watch streams among them, which hear of changed Pods.
+    pub pod_watches: Vec<mpsc::UnboundedSender<Result<Frame<Bytes>, Infallible>>>,
+}
+
+impl Cluster {
+    /// Replaces the Pod with `pod`'s namespace and name (bumping its resourceVersion) and
+    /// tells the open Pod watches.
+    pub fn update_pod(&mut self, mut pod: Value) {
+        let at = self
+            .pods
+            .iter()
+            .position(|p| {
+                p["metadata"]["namespace"] == pod["metadata"]["namespace"]
+                    && p["metadata"]["name"] == pod["metadata"]["name"]
+            })
+            .expect("the Pod exists");
+        let version: u64 = self.pods[at]["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10);
+        pod["metadata"]["resourceVersion"] = json!((version.max(10) + 1).to_string());
+        self.pods[at] = pod.clone();
+        let line = format!("{}\n", json!({"type": "MODIFIED", "object": pod}));
+        self.pod_watches.retain(|w| {
+            w.unbounded_send(Ok(Frame::data(Bytes::from(line.clone()))))
+                .is_ok()
+        });
+    }
+
+    /// Applies a JSON Patch to a Pod the way the API server does: all or nothing, 422 when a
+    /// `test` fails.
+    fn patch_pod(&mut self, namespace: &str, name: &str, body: &Value) -> Reply {
+        let Some(pod) = self
+            .pods
+            .iter()
+            .find(|p| p["metadata"]["namespace"] == namespace && p["metadata"]["name"] == name)
+        else {
+            return not_found("pod");
+        };
+        let mut pod = pod.clone();
+        let applied = serde_json::from_value::<json_patch::Patch>(body.clone())
+            .map_err(|e| e.to_string())
+            .and_then(|patch| json_patch::patch(&mut pod, &patch).map_err(|e| e.to_string()));
+        match applied {
+            Ok(()) => {
+                self.update_pod(pod.clone());
+                let stored = self
+                    .pods
+                    .iter()
+                    .find(|p| p["metadata"]["name"] == name)
+                    .unwrap();
+                reply(200, stored)
+            }
+            Err(message) => reply(
+                422,
+                &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                        "reason": "Invalid", "code": 422, "message": message}),
+            ),
+        }
+    }
 }
 
 pub type Reply = Response<BoxBody<Bytes, Infallible>>;
@@ -132,6 +192,9 @@ pub fn answer(
     if watch {
         let (tx, rx) = mpsc::unbounded();
         if !c.close_watches {
+            if path == "/api/v1/pods" {
+                c.pod_watches.push(tx.clone());
+            }
             c.watches.push(tx);
         }
         return Response::builder()
@@ -175,6 +238,13 @@ pub fn answer(
             reply(201, body)
         }
         ("PATCH", p) if p.starts_with("/apis/events.k8s.io/v1/namespaces/") => reply(200, body),
+        ("PATCH", p) if p.starts_with("/api/v1/namespaces/") && p.contains("/pods/") => {
+            let parts: Vec<&str> = p.split('/').collect();
+            match parts.as_slice() {
+                ["", "api", "v1", "namespaces", ns, "pods", name] => c.patch_pod(ns, name, body),
+                _ => not_found(path),
+            }
+        }
         ("GET", p) if p == format!("{lease_path}/{LEASE}") => match &c.lease {
             Some(l) => reply(200, l),
             None => not_found("lease"),
