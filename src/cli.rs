@@ -54,6 +54,8 @@ pub enum Command {
     Rules(RulesArgs),
     /// Watch opted-in Pods and publish Kubernetes Events when the rules they need are missing.
     Reconciler(Box<ReconcilerArgs>),
+    /// List the containers that run upstream images the webhook would rewrite; exit 1 if any.
+    Audit(Box<crate::audit::command::AuditArgs>),
 }
 
 /// `pullthrough reconciler`.
@@ -692,7 +694,7 @@ pub fn validate(cli: &Cli) -> anyhow::Result<()> {
                 bail!("--lease-duration must be at least 3s, to leave time to renew it");
             }
         }
-        Command::Preview(_) | Command::Rules(_) => {}
+        Command::Preview(_) | Command::Rules(_) | Command::Audit(_) => {}
     }
     Ok(())
 }
