@@ -90,11 +90,14 @@ fn list(kind: &str, items: &[Value]) -> Value {
 }
 
 fn namespace(name: &str, labels: Value, managed: Value) -> Value {
-    json!({
+    let mut ns = json!({
         "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": name, "uid": format!("ns-{name}"), "labels": labels,
-                     "creationTimestamp": "2026-01-05T10:00:00Z", "managedFields": managed},
-    })
+        "metadata": {"name": name, "uid": format!("ns-{name}"),
+                     "creationTimestamp": "2026-01-05T10:00:00Z"},
+    });
+    ns["metadata"]["labels"] = labels;
+    ns["metadata"]["managedFields"] = managed;
+    ns
 }
 
 fn pod(
