@@ -16,7 +16,7 @@ use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::Namespace;
 
-use crate::admission::pod_exclusion;
+use crate::admission::{SKIP_ANNOTATION, pod_exclusion};
 use crate::config::Config;
 use crate::reconciler::PodRecord;
 use crate::reconciler::notice::{Notice, Owner, Severity};
@@ -44,13 +44,15 @@ pub struct Bypass {
 }
 
 /// The containers of `pod` that the webhook, under `config` and `rules`, would rewrite but that
-/// still run their upstream image. A Pod the webhook leaves alone as a whole (skip annotation,
-/// excluded labels or owner kinds) bypasses nothing, and neither does a container the reconciler
-/// put back on its original image (listed in the fallback annotation).
+/// still run their upstream image. A Pod the webhook leaves alone as a whole (skip annotation or
+/// label, excluded labels or owner kinds) bypasses nothing, and neither does a container the
+/// reconciler put back on its original image (listed in the fallback annotation).
 pub fn bypasses(config: &Config, rules: &RuleSnapshot, pod: &PodRecord) -> Vec<Bypass> {
+    // The chart's objectSelector keeps Pods with the skip label from reaching the webhook.
+    let skip_label = pod.labels.get(SKIP_ANNOTATION).is_some_and(|v| v == "true");
     let excluded = pod_exclusion(
         config,
-        pod.opted_out,
+        pod.opted_out || skip_label,
         &pod.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         pod.owner_kinds.iter().map(String::as_str),
     );
@@ -544,6 +546,11 @@ mod tests {
         let mut opted_out = pod(&[("app", "nginx:1.27")]);
         opted_out.opted_out = true;
         assert!(bypasses(&c, &r, &opted_out).is_empty());
+        let mut skip_label = pod(&[("app", "nginx:1.27")]);
+        skip_label
+            .labels
+            .insert("pullthrough.dev/skip".into(), "true".into());
+        assert!(bypasses(&c, &r, &skip_label).is_empty());
         let mut labelled = pod(&[("app", "nginx:1.27")]);
         labelled.labels.insert("app".into(), "postgres".into());
         assert!(bypasses(&c, &r, &labelled).is_empty());

@@ -240,6 +240,8 @@ impl Reconciler {
                 continue;
             }
             self.ready.store(true, Ordering::Release);
+            // Every replica keeps the history, so that a new Lease holder knows it too.
+            rule_history.observe(&self.rules.load());
             let now = Instant::now();
             if !is_leader {
                 // Only the replica that publishes says how many containers bypass the cache.
@@ -250,7 +252,6 @@ impl Reconciler {
             }
             let config = self.config.load_full();
             let rules = self.rules.load_full();
-            rule_history.observe(&rules);
             let signature = (
                 generation,
                 Arc::as_ptr(&config) as usize,
