@@ -405,7 +405,7 @@ async fn the_json_output_has_a_stable_shape_and_all_namespaces_adds_the_rest() {
             "reason": "namespaceNotOptedIn",
             "since": null,
             "explanation": "its namespace is not opted in, so the webhook does not see its Pods",
-            "fix": "Opt the namespace in (kubectl label namespace dev pullthrough.dev/enabled=true), then: delete the Pod and create it again from its manifest (kubectl delete pod scratch -n dev)"
+            "fix": "Opt the namespace in (label it to match the webhook's namespaceSelector; by default kubectl label namespace dev pullthrough.dev/enabled=true), then: delete the Pod and create it again from its manifest (kubectl delete pod scratch -n dev)"
         })
     );
     assert_eq!(

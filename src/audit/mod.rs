@@ -219,7 +219,7 @@ pub fn fix(namespace: &str, pod: &str, owner: Option<&Owner>, cause: LikelyCause
     if cause == LikelyCause::NamespaceNotOptedIn {
         let _ = write!(
             out,
-            "Opt the namespace in (kubectl label namespace {namespace} pullthrough.dev/enabled=true), then: "
+            "Opt the namespace in (label it to match the webhook's namespaceSelector; by default kubectl label namespace {namespace} pullthrough.dev/enabled=true), then: "
         );
     }
     match owner {
@@ -648,8 +648,8 @@ mod tests {
                 Some(&owner("Deployment", "web")),
                 LikelyCause::NamespaceNotOptedIn
             )
-            .starts_with(
-                "Opt the namespace in (kubectl label namespace dev pullthrough.dev/enabled=true)"
+            .ends_with(
+                "by default kubectl label namespace dev pullthrough.dev/enabled=true), then: kubectl rollout restart deployment/web -n dev"
             )
         );
     }
