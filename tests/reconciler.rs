@@ -730,3 +730,37 @@ async fn a_bypass_is_neither_published_nor_counted_without_the_lease() {
     );
     r.stop().await;
 }
+
+#[tokio::test]
+async fn a_pod_older_than_its_rule_is_told_so() {
+    let cluster = Cluster {
+        namespaces: vec![labelled_namespace("shop", "2026-01-10T08:00:00Z")],
+        pods: vec![deployment_pod(
+            "web-7d4b9c-aaaaa",
+            "uid-old",
+            "2026-02-01T09:00:00Z",
+            &["nginx:1.27"],
+        )],
+        ..Cluster::default()
+    };
+    // The Docker Hub rule was created on 15 February, after the Pod.
+    let created = SystemTime::UNIX_EPOCH + Duration::from_secs(1_771_113_600);
+    let rules = snapshot(&[
+        CacheRule {
+            created_at: Some(created),
+            ..rule("docker-hub", "registry-1.docker.io")
+        },
+        rule("quay", "quay.io"),
+    ]);
+    let r = start(cluster, rules, Leader::Held);
+    let events = r.wait_for_events(1).await;
+    let note = events[0].body["note"].as_str().unwrap();
+    assert_eq!(events[0].body["reason"], "ImageBypassesPullThroughCache");
+    assert!(
+        note.contains(
+            "created before the pull-through cache rule existed or was usable (2026-02-15T00:00:00Z)"
+        ),
+        "{note}"
+    );
+    r.stop().await;
+}
