@@ -744,7 +744,7 @@ async fn a_pod_older_than_its_rule_is_told_so() {
         ..Cluster::default()
     };
     // The Docker Hub rule was created on 15 February, after the Pod.
-    let created = SystemTime::UNIX_EPOCH + Duration::from_secs(1_771_113_600);
+    let created = humantime::parse_rfc3339("2026-02-15T00:00:00Z").unwrap();
     let rules = snapshot(&[
         CacheRule {
             created_at: Some(created),
