@@ -687,33 +687,53 @@ fn pod_skip(config: &Config, object: &ObjectView<'_>, pod: &ObjectView<'_>) -> O
         o.annotation(SKIP_ANNOTATION)
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     };
-    if opted_out(pod) || opted_out(object) {
-        return Some(PodSkip::OptedOut);
-    }
-    if let Some(labels) = pod.metadata.as_ref().and_then(|m| m.labels.as_ref()) {
-        let pairs = || labels.iter().map(|(k, v)| (&*k.0, &*v.0));
-        if let Some(sel) = config
-            .exclude
-            .pod_labels
-            .iter()
-            .find(|sel| sel.matches(pairs()))
-        {
-            let text = match &sel.value {
-                Some(v) => format!("{}={v}", sel.key),
-                None => sel.key.clone(),
-            };
-            return Some(PodSkip::LabelExcluded(text));
-        }
-    }
+    let labels = pod
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (&*k.0, &*v.0));
     let owners = object
         .metadata
         .as_ref()
         .and_then(|m| m.owner_references.as_deref())
         .unwrap_or_default();
-    owners
+    pod_exclusion(
+        config,
+        opted_out(pod) || opted_out(object),
+        &labels,
+        owners.iter().map(|o| &*o.kind),
+    )
+}
+
+/// Why a Pod is left alone as a whole, from what decides it: the skip annotation, its labels
+/// and its owners' kinds. The webhook and the checks that ask what the webhook would do (the
+/// bypass audit) share it, so they cannot disagree.
+pub fn pod_exclusion<'l>(
+    config: &Config,
+    opted_out: bool,
+    labels: &(impl Iterator<Item = (&'l str, &'l str)> + Clone),
+    mut owner_kinds: impl Iterator<Item = &'l str>,
+) -> Option<PodSkip> {
+    if opted_out {
+        return Some(PodSkip::OptedOut);
+    }
+    if let Some(sel) = config
+        .exclude
+        .pod_labels
         .iter()
-        .find(|o| config.exclude.owner_kinds.iter().any(|k| *k == o.kind))
-        .map(|o| PodSkip::OwnerExcluded(o.kind.clone().into_owned()))
+        .find(|sel| sel.matches(labels.clone()))
+    {
+        let text = match &sel.value {
+            Some(v) => format!("{}={v}", sel.key),
+            None => sel.key.clone(),
+        };
+        return Some(PodSkip::LabelExcluded(text));
+    }
+    owner_kinds
+        .find(|kind| config.exclude.owner_kinds.iter().any(|k| k == kind))
+        .map(|kind| PodSkip::OwnerExcluded(kind.to_owned()))
 }
 
 fn pointer(base: &[&str], rest: &[Token<'_>]) -> PointerBuf {
@@ -1675,6 +1695,7 @@ mod tests {
                 upstream_registry: Some("docker-hub".into()),
                 credential_arn: None,
                 upstream_repository_prefix: None,
+                created_at: None,
             }],
             &BTreeMap::new(),
             SystemTime::now(),

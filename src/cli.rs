@@ -56,6 +56,8 @@ pub enum Command {
     Reconciler(Box<ReconcilerArgs>),
     /// Show what the pull-through cache holds and costs, per mapped prefix.
     Cache(crate::cache::run::CacheArgs),
+    /// List the containers that run upstream images the webhook would rewrite; exit 1 if any.
+    Audit(Box<crate::audit::command::AuditArgs>),
 }
 
 /// `pullthrough reconciler`.
@@ -722,7 +724,7 @@ pub fn validate(cli: &Cli) -> anyhow::Result<()> {
                 bail!("--lease-duration must be at least 3s, to leave time to renew it");
             }
         }
-        Command::Preview(_) | Command::Rules(_) | Command::Cache(_) => {}
+        Command::Preview(_) | Command::Rules(_) | Command::Cache(_) | Command::Audit(_) => {}
     }
     Ok(())
 }

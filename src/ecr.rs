@@ -6,7 +6,7 @@
 //! ECR-compatible endpoint.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_ecr::error::{ProvideErrorMetadata, SdkError};
 use rand::Rng as _;
@@ -25,6 +25,8 @@ pub struct CacheRule {
     pub credential_arn: Option<String>,
     /// `upstreamRepositoryPrefix`, for ECR-to-ECR rules.
     pub upstream_repository_prefix: Option<String>,
+    /// `createdAt`: since when images of the rule's registry can be rewritten.
+    pub created_at: Option<SystemTime>,
 }
 
 impl CacheRule {
@@ -36,6 +38,7 @@ impl CacheRule {
             upstream_registry: None,
             credential_arn: None,
             upstream_repository_prefix: None,
+            created_at: None,
         }
     }
 }
@@ -236,6 +239,9 @@ impl CacheRuleSource for AwsEcr {
                     upstream_repository_prefix: rule
                         .upstream_repository_prefix()
                         .map(str::to_owned),
+                    created_at: rule
+                        .created_at()
+                        .and_then(|t| SystemTime::try_from(*t).ok()),
                 });
             }
         }

@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub mod cache;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod ecr;

@@ -43,5 +43,6 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Reconciler(args) => runtime()?
             .block_on(cli::run_reconciler(args))
             .map(|()| true),
+        Command::Audit(args) => runtime()?.block_on(pullthrough::audit::command::run(&args)),
     }
 }

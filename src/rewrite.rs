@@ -444,6 +444,7 @@ mod tests {
             upstream_registry: None,
             credential_arn: None,
             upstream_repository_prefix: None,
+            created_at: None,
         }];
         let snapshot =
             crate::rules::snapshot(&c, &rules, &BTreeMap::new(), std::time::SystemTime::now());

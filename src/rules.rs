@@ -64,6 +64,8 @@ pub struct RuleSnapshot {
     states: BTreeMap<String, RuleState>,
     /// When the rules were fetched; `None` before the first success.
     pub fetched_at: Option<SystemTime>,
+    /// Registry host to the `createdAt` of its rule, where ECR reports it.
+    created: BTreeMap<String, SystemTime>,
 }
 
 impl RuleSnapshot {
@@ -80,6 +82,11 @@ impl RuleSnapshot {
     /// The state of a registry's rule, `None` when unknown.
     pub fn state(&self, registry: &str) -> Option<&RuleState> {
         self.states.get(registry)
+    }
+
+    /// When the rule of a registry was created, where ECR reports it.
+    pub fn created_at(&self, registry: &str) -> Option<SystemTime> {
+        self.created.get(registry).copied()
     }
 
     /// Every registry and its state.
@@ -164,9 +171,15 @@ pub fn snapshot(
             (m.registry.clone(), state_of(m, rules, v))
         })
         .collect();
+    let created = config
+        .registries
+        .values()
+        .filter_map(|m| Some((m.registry.clone(), rule_for(m, rules)?.created_at?)))
+        .collect();
     RuleSnapshot {
         states,
         fetched_at: Some(fetched_at),
+        created,
     }
 }
 

@@ -68,6 +68,7 @@ async fn rules_are_mapped_to_cache_rule_fields() {
     let quay = PullThroughCacheRule::builder()
         .ecr_repository_prefix("quay")
         .upstream_registry_url("quay.io")
+        .created_at(aws_sdk_ecr::primitives::DateTime::from_secs(1_700_000_000))
         .build();
     let bare = PullThroughCacheRule::builder().build();
     let rule = mock!(Client::describe_pull_through_cache_rules)
@@ -100,6 +101,7 @@ async fn rules_are_mapped_to_cache_rule_fields() {
                         .into()
                 ),
                 upstream_repository_prefix: None,
+                created_at: None,
             },
             CacheRule {
                 prefix: "other-account".into(),
@@ -107,6 +109,7 @@ async fn rules_are_mapped_to_cache_rule_fields() {
                 upstream_registry: Some("ecr".into()),
                 credential_arn: None,
                 upstream_repository_prefix: Some("team-a".into()),
+                created_at: None,
             },
             CacheRule {
                 prefix: "quay".into(),
@@ -114,6 +117,7 @@ async fn rules_are_mapped_to_cache_rule_fields() {
                 upstream_registry: None,
                 credential_arn: None,
                 upstream_repository_prefix: None,
+                created_at: Some(std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
             },
             // Missing fields become empty strings rather than an error.
             CacheRule {
@@ -122,6 +126,7 @@ async fn rules_are_mapped_to_cache_rule_fields() {
                 upstream_registry: None,
                 credential_arn: None,
                 upstream_repository_prefix: None,
+                created_at: None,
             },
         ]
     );

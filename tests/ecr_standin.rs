@@ -36,6 +36,7 @@ async fn rules_are_listed_and_the_request_is_well_formed() {
     .await;
 
     let rules = ecr.list_rules().await.unwrap();
+    let created = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
 
     assert_eq!(
         rules,
@@ -49,6 +50,7 @@ async fn rules_are_listed_and_the_request_is_well_formed() {
                         .into()
                 ),
                 upstream_repository_prefix: None,
+                created_at: Some(created),
             },
             CacheRule {
                 prefix: "team-a".into(),
@@ -56,6 +58,7 @@ async fn rules_are_listed_and_the_request_is_well_formed() {
                 upstream_registry: Some("ecr".into()),
                 credential_arn: None,
                 upstream_repository_prefix: Some("team-a".into()),
+                created_at: Some(created),
             },
             CacheRule {
                 prefix: "quay".into(),
@@ -63,6 +66,7 @@ async fn rules_are_listed_and_the_request_is_well_formed() {
                 upstream_registry: None,
                 credential_arn: None,
                 upstream_repository_prefix: None,
+                created_at: Some(created),
             },
         ]
     );

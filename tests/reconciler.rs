@@ -205,7 +205,7 @@ fn shop() -> Cluster {
                 "uid-web",
                 &[
                     &format!("{CACHE}/docker-hub/library/nginx:1.27"),
-                    "quay.io/prometheus/node-exporter:v1.8.0",
+                    &format!("{CACHE}/quay/prometheus/node-exporter:v1.8.0"),
                 ],
             ),
             pod(
@@ -611,6 +611,156 @@ async fn losing_and_regaining_the_lease_repeats_nothing() {
         r.metrics
             .render()
             .contains("pullthrough_reconciler_leader 1")
+    );
+    r.stop().await;
+}
+
+/// A namespace opted in by `kubectl label` at `opted_in`, as its managed fields tell.
+fn labelled_namespace(name: &str, opted_in: &str) -> Value {
+    let mut ns = namespace(name);
+    ns["metadata"]["managedFields"] = json!([
+        {"manager": "kubectl-create", "operation": "Update", "apiVersion": "v1",
+         "time": "2026-01-05T10:00:00Z", "fieldsType": "FieldsV1",
+         "fieldsV1": {"f:status": {"f:phase": {}}}},
+        {"manager": "kubectl-label", "operation": "Update", "apiVersion": "v1",
+         "time": opted_in, "fieldsType": "FieldsV1",
+         "fieldsV1": {"f:metadata": {"f:labels": {"f:pullthrough.dev/enabled": {}}}}}
+    ]);
+    ns
+}
+
+/// A Pod of Deployment `web`, created at `created`, with its ReplicaSet as owner.
+fn deployment_pod(name: &str, uid: &str, created: &str, images: &[&str]) -> Value {
+    let mut p = pod("shop", name, uid, images);
+    p["metadata"]["creationTimestamp"] = json!(created);
+    p["metadata"]["labels"] = json!({"app": "web", "pod-template-hash": "7d4b9c"});
+    p["metadata"]["ownerReferences"] = json!([{
+        "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d4b9c",
+        "uid": "uid-rs", "controller": true, "blockOwnerDeletion": true
+    }]);
+    p
+}
+
+#[tokio::test]
+async fn warns_on_a_pod_that_bypasses_the_cache() {
+    let cluster = Cluster {
+        namespaces: vec![labelled_namespace("shop", "2026-03-01T12:00:00Z")],
+        pods: vec![
+            // Created before the namespace was opted in: still on Docker Hub.
+            deployment_pod(
+                "web-7d4b9c-aaaaa",
+                "uid-old",
+                "2026-02-01T09:00:00Z",
+                &["nginx:1.27", &format!("{CACHE}/quay/org/tool:2")],
+            ),
+            // Created after, and rewritten: nothing to say.
+            deployment_pod(
+                "web-7d4b9c-bbbbb",
+                "uid-new",
+                "2026-03-02T09:00:00Z",
+                &[&format!("{CACHE}/docker-hub/library/nginx:1.27")],
+            ),
+            // Opted out: its upstream image is what it asked for.
+            {
+                let mut p = pod("shop", "debug", "uid-skip", &["busybox:1.36"]);
+                p["metadata"]["annotations"] = json!({"pullthrough.dev/skip": "true"});
+                p
+            },
+            // Put back on its original by the fallback: not a bypass either.
+            {
+                let mut p = pod("shop", "batch", "uid-fallback", &["redis:7"]);
+                p["metadata"]["annotations"] = json!({"pullthrough.dev/fallback": "[\"c0\"]"});
+                p
+            },
+        ],
+        deployment_uid: Some("uid-deployment".into()),
+        ..Cluster::default()
+    };
+    let r = start(cluster, all_present(), Leader::Held);
+    let events = r.wait_for_events(1).await;
+    r.settle().await;
+    assert_eq!(r.events().len(), 1, "{:#?}", r.events());
+    let event = &events[0];
+    assert_eq!(event.method, Method::POST);
+    assert_eq!(event.path, "/apis/events.k8s.io/v1/namespaces/shop/events");
+    let body = &event.body;
+    assert_eq!(body["type"], "Warning");
+    assert_eq!(body["reason"], "ImageBypassesPullThroughCache");
+    assert_eq!(body["regarding"]["kind"], "Pod");
+    assert_eq!(body["regarding"]["uid"], "uid-old");
+    let note = body["note"].as_str().unwrap();
+    for needle in [
+        "Pods of Deployment web run docker.io images from the upstream registry",
+        "rule docker-hub (account 123456789012, region eu-west-1)",
+        "kubectl rollout restart deployment/web -n shop",
+        "container c0 runs nginx:1.27 (would be 123456789012.dkr.ecr.eu-west-1.amazonaws.com/docker-hub/library/nginx:1.27)",
+        "created before its namespace was opted in (2026-03-01T12:00:00Z)",
+    ] {
+        assert!(note.contains(needle), "{needle:?} not in {note:?}");
+    }
+    assert!(note.len() <= 1024);
+    let metrics = r.metrics.render();
+    assert!(
+        metrics.contains("pullthrough_bypassing_containers{registry=\"docker.io\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("pullthrough_bypassing_containers{registry=\"quay.io\"} 0"),
+        "{metrics}"
+    );
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn a_bypass_is_neither_published_nor_counted_without_the_lease() {
+    let cluster = Cluster {
+        namespaces: vec![namespace("shop")],
+        pods: vec![pod("shop", "web", "uid-web", &["nginx:1.27"])],
+        ..Cluster::default()
+    };
+    let (_give, leader) = watch::channel(false);
+    let r = start(cluster, all_present(), Leader::Given(leader));
+    r.wait_ready().await;
+    r.settle().await;
+    assert!(r.events().is_empty(), "{:#?}", r.events());
+    assert!(
+        !r.metrics
+            .render()
+            .contains("pullthrough_bypassing_containers{")
+    );
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn a_pod_older_than_its_rule_is_told_so() {
+    let cluster = Cluster {
+        namespaces: vec![labelled_namespace("shop", "2026-01-10T08:00:00Z")],
+        pods: vec![deployment_pod(
+            "web-7d4b9c-aaaaa",
+            "uid-old",
+            "2026-02-01T09:00:00Z",
+            &["nginx:1.27"],
+        )],
+        ..Cluster::default()
+    };
+    // The Docker Hub rule was created on 15 February, after the Pod.
+    let created = humantime::parse_rfc3339("2026-02-15T00:00:00Z").unwrap();
+    let rules = snapshot(&[
+        CacheRule {
+            created_at: Some(created),
+            ..rule("docker-hub", "registry-1.docker.io")
+        },
+        rule("quay", "quay.io"),
+    ]);
+    let r = start(cluster, rules, Leader::Held);
+    let events = r.wait_for_events(1).await;
+    let note = events[0].body["note"].as_str().unwrap();
+    assert_eq!(events[0].body["reason"], "ImageBypassesPullThroughCache");
+    assert!(
+        note.contains(
+            "created before the pull-through cache rule existed or was usable (2026-02-15T00:00:00Z)"
+        ),
+        "{note}"
     );
     r.stop().await;
 }

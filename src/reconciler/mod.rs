@@ -11,11 +11,11 @@ pub mod run;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
-use crate::admission::{ORIGINAL_IMAGES_ANNOTATION, SKIP_ANNOTATION};
+use crate::admission::{FALLBACK_ANNOTATION, ORIGINAL_IMAGES_ANNOTATION, SKIP_ANNOTATION};
 use crate::config::{Config, Mapping};
 use crate::reference::Reference;
 use crate::rewrite::{Decision, SkipReason, decide};
@@ -102,6 +102,10 @@ pub struct PodRecord {
     pub containers: Vec<ContainerImage>,
     /// Containers that have not started, and the fallback annotation: for pull failures.
     pub pull: crate::pullfail::PullRecord,
+    /// When the Pod was created, to tell why it bypasses the cache.
+    pub created: Option<SystemTime>,
+    /// Containers put back on their original image (the fallback annotation): left alone.
+    pub fallback: Vec<String>,
 }
 
 impl PodRecord {
@@ -155,6 +159,14 @@ impl PodRecord {
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),
             containers,
             pull: crate::pullfail::PullRecord::from_pod(pod),
+            created: meta
+                .creation_timestamp
+                .as_ref()
+                .map(|t| SystemTime::from(t.0)),
+            fallback: annotations
+                .and_then(|a| a.get(FALLBACK_ANNOTATION))
+                .and_then(|s| serde_json::from_str(s).ok())
+                .unwrap_or_default(),
         })
     }
 
@@ -414,6 +426,8 @@ pub struct Publish {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
     Pod(String, Cause),
+    /// A check's notice about a Pod: its UID, reason and cause.
+    Notice(String, &'static str, String),
     Restored(String, Cause),
     Summary,
 }
@@ -435,6 +449,8 @@ pub struct World<'a> {
     pub rules: &'a RuleSnapshot,
     /// The Pods of opted-in namespaces.
     pub pods: &'a [&'a PodRecord],
+    /// What is known of namespace opt-in and rule history, for the bypass check.
+    pub audit: &'a crate::audit::Facts,
 }
 
 /// Remembers which Events were published, so that each Pod gets one per cause, re-sent no more
@@ -502,11 +518,34 @@ impl Tracker {
                     *pods_per_registry.entry(m.registry.as_str()).or_default() += 1;
                 }
             }
+            for n in crate::audit::notices(config, world.rules, world.audit, pod) {
+                let key = Key::Notice(pod.uid.clone(), n.reason, n.cause);
+                let note = bounded(format!("{} {}", n.message, n.detail));
+                if self.due(&key, &note, now) {
+                    out.push(Publish {
+                        target: Target::Pod(PodRef::of(pod)),
+                        severity: match n.severity {
+                            notice::Severity::Warning => Severity::Warning,
+                            notice::Severity::Normal => Severity::Normal,
+                        },
+                        reason: n.reason,
+                        note,
+                        key: key.clone(),
+                        registries: BTreeSet::new(),
+                    });
+                }
+                current.insert(key);
+            }
         }
         // Warnings that no longer stand: a Normal event when the Pod is still there and its
         // rules are usable now; forgotten silently when the Pod is gone.
         let mut stale: Vec<Key> = Vec::new();
         for (key, sent) in &self.sent {
+            if matches!(key, Key::Notice(..)) && !current.contains(key) {
+                // These notices end silently.
+                stale.push(key.clone());
+                continue;
+            }
             let Key::Pod(uid, cause) = key else { continue };
             if current.contains(key) {
                 continue;
@@ -622,7 +661,7 @@ impl Tracker {
     /// Forgets a Pod that was deleted.
     pub fn forget(&mut self, uid: &str) {
         self.sent
-            .retain(|k, _| !matches!(k, Key::Pod(u, _) | Key::Restored(u, _) if u == uid));
+            .retain(|k, _| !matches!(k, Key::Pod(u, _) | Key::Restored(u, _) | Key::Notice(u, ..) if u == uid));
     }
 }
 
@@ -671,6 +710,8 @@ mod tests {
                 })
                 .collect(),
             pull: crate::pullfail::PullRecord::default(),
+            created: None,
+            fallback: Vec::new(),
         }
     }
 
@@ -799,11 +840,18 @@ mod tests {
         assert_eq!(bounded("short".into()), "short");
     }
 
+    static NO_FACTS: crate::audit::Facts = crate::audit::Facts {
+        opted_in_at: BTreeMap::new(),
+        not_opted_in: BTreeSet::new(),
+        rule_usable_since: BTreeMap::new(),
+    };
+
     fn world<'a>(c: &'a Config, rules: &'a RuleSnapshot, pods: &'a [&'a PodRecord]) -> World<'a> {
         World {
             config: c,
             rules,
             pods,
+            audit: &NO_FACTS,
         }
     }
 
@@ -885,6 +933,12 @@ mod tests {
         // b is deleted; the rules come back.
         t.forget("b");
         let events = t.plan(&world(&c, &present, &[&a]), true, now);
+        // a still runs its upstream image, which the webhook would now rewrite.
+        let (bypass, events): (Vec<_>, Vec<_>) = events
+            .into_iter()
+            .partition(|e| e.reason == crate::audit::REASON_BYPASS);
+        assert_eq!(bypass.len(), 1, "{bypass:#?}");
+        publish_all(&mut t, &bypass, now);
         assert_eq!(events.len(), 2, "{events:#?}");
         assert_eq!(events[0].reason, REASON_RESTORED);
         assert_eq!(events[0].severity, Severity::Normal);
@@ -895,7 +949,7 @@ mod tests {
         );
         assert_eq!(events[1].reason, REASON_SUMMARY_READY);
         publish_all(&mut t, &events, now);
-        assert_eq!(t.standing(), 0);
+        assert_eq!(t.standing(), 1, "only the bypass Warning stands");
         assert!(t.plan(&world(&c, &present, &[&a]), true, now).is_empty());
     }
 

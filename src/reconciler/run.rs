@@ -1,10 +1,10 @@
 //! The reconciler's I/O: watchers on opted-in namespaces and their Pods, one long-lived
 //! [`Recorder`], and the Lease that decides which replica publishes.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use futures::{Stream, StreamExt as _};
@@ -15,12 +15,14 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource as _};
 use kube_lease_manager::LeaseManagerBuilder;
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::{ACTION, PodRecord, Publish, Severity, Target, Tracker, World};
+use crate::audit::selector::Selector;
+use crate::audit::{self, Facts, RuleHistory};
 use crate::config::Config;
 use crate::ecr::Backoff;
 use crate::rules::RuleSnapshot;
@@ -49,6 +51,8 @@ pub struct ReconcilerMetrics {
     pub standing: IntGauge,
     /// Pull failures and fallbacks.
     pub pulls: crate::pullfail::run::PullMetrics,
+    /// Containers running upstream images the webhook would rewrite, by registry.
+    pub bypassing: IntGaugeVec,
 }
 
 impl ReconcilerMetrics {
@@ -83,6 +87,13 @@ impl ReconcilerMetrics {
                 "Warnings published and not yet resolved",
             )?,
             pulls: crate::pullfail::run::PullMetrics::register(registry)?,
+            bypassing: IntGaugeVec::new(
+                Opts::new(
+                    "bypassing_containers",
+                    "Containers of opted-in Pods that run upstream images the webhook would rewrite, by registry (set by the Lease holder)",
+                ),
+                &["registry"],
+            )?,
         };
         registry.register(Box::new(m.runs.clone()))?;
         registry.register(Box::new(m.failures.clone()))?;
@@ -90,6 +101,7 @@ impl ReconcilerMetrics {
         registry.register(Box::new(m.leader.clone()))?;
         registry.register(Box::new(m.pods.clone()))?;
         registry.register(Box::new(m.standing.clone()))?;
+        registry.register(Box::new(m.bypassing.clone()))?;
         Ok(m)
     }
 
@@ -119,6 +131,8 @@ struct Inventory {
     pods_synced: bool,
     namespaces: BTreeSet<String>,
     namespaces_synced: bool,
+    /// When each opted-in namespace was opted in, where its managed fields tell.
+    opted_in_at: BTreeMap<String, SystemTime>,
     /// Bumped on every change, so the loop knows when to look again.
     generation: u64,
     /// UIDs of Pods deleted since the loop last looked.
@@ -200,6 +214,7 @@ impl Reconciler {
         let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
         let mut tracker = Tracker::new(self.options.resend_interval);
         let mut pulls = crate::pullfail::track::PullTracker::new(self.options.resend_interval);
+        let mut rule_history = RuleHistory::default();
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_mins(5));
         let mut retry_at: Option<Instant> = None;
         let mut deployment: Option<Option<ObjectReference>> = None;
@@ -230,7 +245,13 @@ impl Reconciler {
                 continue;
             }
             self.ready.store(true, Ordering::Release);
+            // Every replica keeps the history, so that a new Lease holder knows it too.
+            rule_history.observe(&self.rules.load());
             let now = Instant::now();
+            if !is_leader {
+                // Only the replica that publishes says how many containers bypass the cache.
+                self.metrics.bypassing.reset();
+            }
             if !is_leader || retry_at.is_some_and(|t| now < t) {
                 continue;
             }
@@ -262,10 +283,27 @@ impl Reconciler {
                 self.metrics
                     .pods
                     .set(i64::try_from(pods.len()).unwrap_or(i64::MAX));
+                if rules.is_known() {
+                    self.metrics.bypassing.reset();
+                    for (registry, n) in
+                        audit::count_by_registry(&config, &rules, pods.iter().copied())
+                    {
+                        self.metrics
+                            .bypassing
+                            .with_label_values(&[registry.as_str()])
+                            .set(i64::try_from(n).unwrap_or(i64::MAX));
+                    }
+                }
+                let facts = Facts {
+                    opted_in_at: inv.opted_in_at.clone(),
+                    rule_usable_since: rule_history.usable_since(&rules),
+                    ..Facts::default()
+                };
                 let world = World {
                     config: &config,
                     rules: &rules,
                     pods: &pods,
+                    audit: &facts,
                 };
                 (
                     tracker.plan(&world, summary_ref.is_some(), now),
@@ -474,32 +512,49 @@ async fn watch_namespaces(
     stop: watch::Receiver<bool>,
 ) {
     let stream = watcher(api, watcher::Config::default().labels(&selector)).default_backoff();
+    // The API server checks the selector; this copy only finds when its labels were set.
+    let parsed = Selector::parse(&selector).unwrap_or_default();
     let mut fresh: Option<BTreeSet<String>> = None;
+    let mut fresh_opted_in: BTreeMap<String, SystemTime> = BTreeMap::new();
     drive(stream, "namespace_watch", &metrics, stop, |event| {
         let mut inv = lock(&inventory);
         match event {
-            watcher::Event::Init => fresh = Some(BTreeSet::new()),
+            watcher::Event::Init => {
+                fresh = Some(BTreeSet::new());
+                fresh_opted_in.clear();
+            }
             watcher::Event::InitApply(ns) => {
+                let opted_in = audit::opted_in_at(&ns, &parsed);
                 if let (Some(fresh), Some(name)) = (fresh.as_mut(), ns.metadata.name) {
+                    if let Some(t) = opted_in {
+                        fresh_opted_in.insert(name.clone(), t);
+                    }
                     fresh.insert(name);
                 }
             }
             watcher::Event::InitDone => {
                 inv.namespaces = fresh.take().unwrap_or_default();
+                inv.opted_in_at = std::mem::take(&mut fresh_opted_in);
                 inv.namespaces_synced = true;
                 inv.generation += 1;
             }
             watcher::Event::Apply(ns) => {
-                if let Some(name) = ns.metadata.name
-                    && inv.namespaces.insert(name)
-                {
-                    inv.generation += 1;
+                let opted_in = audit::opted_in_at(&ns, &parsed);
+                if let Some(name) = ns.metadata.name {
+                    let changed = match opted_in {
+                        Some(t) => inv.opted_in_at.insert(name.clone(), t) != Some(t),
+                        None => inv.opted_in_at.remove(&name).is_some(),
+                    };
+                    if inv.namespaces.insert(name) || changed {
+                        inv.generation += 1;
+                    }
                 }
             }
             watcher::Event::Delete(ns) => {
                 if let Some(name) = ns.metadata.name
                     && inv.namespaces.remove(&name)
                 {
+                    inv.opted_in_at.remove(&name);
                     inv.generation += 1;
                 }
             }

@@ -1,0 +1,319 @@
+//! `pullthrough audit`: the bypass audit from a shell, against the current kubeconfig context.
+//!
+//! Reads namespaces, Pods, and the ReplicaSets and Jobs between Pods and their workloads; reads
+//! the ECR rules when AWS can be reached. Writes nothing anywhere.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::ListParams;
+use kube::config::KubeConfigOptions;
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+
+use super::report::{Report, RuleSource};
+use super::selector::Selector;
+use super::{Facts, RuleHistory, opted_in_at};
+use crate::cli::ConfigArgs;
+use crate::config::UnknownRules;
+use crate::ecr::AwsEcr;
+use crate::reconciler::PodRecord;
+use crate::reconciler::notice::Owner;
+use crate::refresh;
+use crate::rules::RuleSnapshot;
+
+/// Never audited unless named with `--namespace`: the chart keeps the webhook away from it.
+const KUBE_SYSTEM: &str = "kube-system";
+/// How long ECR gets to answer before the audit goes on with the map alone.
+const RULES_TIMEOUT: Duration = Duration::from_secs(20);
+/// Pods and namespaces are listed in pages of this many.
+const PAGE: u32 = 500;
+
+/// Output format of `pullthrough audit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuditOutput {
+    /// One line per bypassing container, then the fixes.
+    Table,
+    /// A `BypassAudit` object (documented in the README).
+    Json,
+}
+
+/// `pullthrough audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Configuration, as the webhook has it.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Kubeconfig context to use (default: the current context).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Audit only this namespace.
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// Audit namespaces that are not opted in too, as if they were.
+    #[arg(long, short = 'A')]
+    pub all_namespaces: bool,
+    /// Label selector of the opted-in namespaces, as the webhook and the reconciler have it.
+    #[arg(
+        long,
+        env = "PULLTHROUGH_NAMESPACE_SELECTOR",
+        default_value = "pullthrough.dev/enabled=true"
+    )]
+    pub namespace_selector: String,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = AuditOutput::Table)]
+    pub output: AuditOutput,
+}
+
+/// Runs the audit: `Ok(true)` when nothing bypasses the cache, `Ok(false)` when something
+/// does, an error when the cluster cannot be read.
+pub async fn run(args: &AuditArgs) -> anyhow::Result<bool> {
+    let (mut config, _) = args.config.load()?;
+    let selector = Selector::parse(&args.namespace_selector)
+        .with_context(|| format!("invalid --namespace-selector {:?}", args.namespace_selector))?;
+    let client = client(args.context.as_deref()).await?;
+
+    // Which namespaces: opted in, or every one with --all-namespaces; kube-system only by name.
+    let namespaces: Vec<Namespace> = match &args.namespace {
+        Some(name) => vec![
+            Api::<Namespace>::all(client.clone())
+                .get(name)
+                .await
+                .with_context(|| format!("cannot read namespace {name}"))?,
+        ],
+        None => list(&Api::all(client.clone()), ListParams::default())
+            .await
+            .context("cannot list namespaces")?,
+    };
+    let mut facts = Facts::default();
+    let mut scope = BTreeSet::new();
+    for ns in &namespaces {
+        let Some(name) = ns.metadata.name.clone() else {
+            continue;
+        };
+        if args.namespace.is_none() && name == KUBE_SYSTEM {
+            continue;
+        }
+        let labels = ns.metadata.labels.clone().unwrap_or_default();
+        if selector.matches(&labels) {
+            if let Some(t) = opted_in_at(ns, &selector) {
+                facts.opted_in_at.insert(name.clone(), t);
+            }
+        } else if args.all_namespaces {
+            facts.not_opted_in.insert(name.clone());
+        } else {
+            if args.namespace.is_some() {
+                eprintln!(
+                    "pullthrough: namespace {name} does not match {:?}, so the webhook leaves its Pods alone; --all-namespaces audits it as if it were opted in",
+                    args.namespace_selector
+                );
+            }
+            continue;
+        }
+        scope.insert(name);
+    }
+
+    // The rules, as the webhook would know them.
+    let (rules, source) = if config.rule_check.enabled {
+        match rules(&config).await {
+            Ok(s) => (s, RuleSource::Live),
+            Err(e) => {
+                eprintln!(
+                    "pullthrough: cannot read the pull-through cache rules from ECR ({e:#}); going on with the map alone, as if every rule existed"
+                );
+                config.rule_check.when_unknown = UnknownRules::Trust;
+                (RuleSnapshot::unknown(), RuleSource::Unavailable)
+            }
+        }
+    } else {
+        (RuleSnapshot::unknown(), RuleSource::Disabled)
+    };
+    facts.rule_usable_since = RuleHistory::default().usable_since(&rules);
+
+    // Pods still to run or running: finished Pods pull nothing more.
+    let pods_params = ListParams::default().fields("status.phase!=Succeeded,status.phase!=Failed");
+    let pods: Vec<Pod> = match &args.namespace {
+        Some(name) if scope.contains(name) => {
+            list(&Api::namespaced(client.clone(), name), pods_params)
+                .await
+                .with_context(|| format!("cannot list Pods in namespace {name}"))?
+        }
+        Some(_) => Vec::new(),
+        None if scope.is_empty() => Vec::new(),
+        None => list(&Api::all(client.clone()), pods_params)
+            .await
+            .context("cannot list Pods")?,
+    };
+
+    let mut report = Report::new(source);
+    report.namespaces = scope.len();
+    let mut owners = Owners::new(client);
+    for pod in &pods {
+        let Some(record) = PodRecord::from_pod(pod) else {
+            continue;
+        };
+        if !scope.contains(&record.namespace) {
+            continue;
+        }
+        // Owners are read only for Pods that appear in the output.
+        let owner = if super::bypasses(&config, &rules, &record).is_empty() {
+            None
+        } else {
+            owners.top_level(pod, &record).await
+        };
+        report.add(&config, &rules, &facts, &record, owner.as_ref());
+    }
+    report.sort();
+    let text = match args.output {
+        AuditOutput::Table => report.to_table(),
+        AuditOutput::Json => report.to_json()?,
+    };
+    print!("{text}");
+    Ok(report.bypassing.is_empty())
+}
+
+/// A client for `context`, or for the current context (or the in-cluster configuration).
+async fn client(context: Option<&str>) -> anyhow::Result<Client> {
+    let mut kube_config = match context {
+        Some(name) => kube::Config::from_kubeconfig(&KubeConfigOptions {
+            context: Some(name.to_owned()),
+            ..KubeConfigOptions::default()
+        })
+        .await
+        .with_context(|| format!("cannot use kubeconfig context {name}"))?,
+        None => kube::Config::infer()
+            .await
+            .context("cannot find a kubeconfig or an in-cluster configuration")?,
+    };
+    // A one-shot command: no list is worth waiting minutes for.
+    kube_config.connect_timeout = Some(Duration::from_secs(10));
+    kube_config.read_timeout = Some(Duration::from_mins(1));
+    Client::try_from(kube_config).context("cannot configure the Kubernetes client")
+}
+
+/// Every object of a list, page by page.
+async fn list<K>(api: &Api<K>, params: ListParams) -> Result<Vec<K>, kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let mut params = params.limit(PAGE);
+    let mut out = Vec::new();
+    loop {
+        let page = api.list(&params).await?;
+        out.extend(page.items);
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return Ok(out),
+        }
+    }
+}
+
+async fn rules(config: &crate::config::Config) -> anyhow::Result<RuleSnapshot> {
+    let ecr = AwsEcr::from_env(&config.region, Some(config.account_id.clone())).await;
+    match tokio::time::timeout(RULES_TIMEOUT, refresh::fetch(&ecr, config)).await {
+        Ok(fetched) => Ok(fetched?),
+        Err(_) => anyhow::bail!("no answer within {}s", RULES_TIMEOUT.as_secs()),
+    }
+}
+
+fn controller(owners: &[OwnerReference]) -> Option<&OwnerReference> {
+    owners
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .or_else(|| owners.first())
+}
+
+/// Finds the workload at the top of a Pod's owners: a ReplicaSet's Deployment, a Job's
+/// CronJob. Each ReplicaSet and Job is read once.
+struct Owners {
+    client: Client,
+    seen: HashMap<(String, String, String), Option<Owner>>,
+    warned: bool,
+}
+
+impl Owners {
+    fn new(client: Client) -> Self {
+        Self {
+            client,
+            seen: HashMap::new(),
+            warned: false,
+        }
+    }
+
+    async fn top_level(&mut self, pod: &Pod, record: &PodRecord) -> Option<Owner> {
+        let direct = controller(pod.metadata.owner_references.as_deref().unwrap_or_default())?;
+        let middle = matches!(
+            (direct.kind.as_str(), direct.api_version.as_str()),
+            ("ReplicaSet", "apps/v1") | ("Job", "batch/v1")
+        );
+        if !middle {
+            return Some(Owner {
+                kind: direct.kind.clone(),
+                name: direct.name.clone(),
+            });
+        }
+        let key = (
+            record.namespace.clone(),
+            direct.kind.clone(),
+            direct.name.clone(),
+        );
+        if let Some(known) = self.seen.get(&key) {
+            return known.clone().or_else(|| record.owner.clone());
+        }
+        let read = if direct.kind == "ReplicaSet" {
+            self.owner_of::<ReplicaSet>(&record.namespace, &direct.name)
+                .await
+        } else {
+            self.owner_of::<Job>(&record.namespace, &direct.name).await
+        };
+        let found = match read {
+            Ok(Some(top)) => Some(top),
+            Ok(None) => Some(Owner {
+                kind: direct.kind.clone(),
+                name: direct.name.clone(),
+            }),
+            Err(e) => {
+                if !std::mem::replace(&mut self.warned, true) {
+                    eprintln!(
+                        "pullthrough: cannot read {} {}/{} ({e}); owners are guessed from Pod names where they cannot be read",
+                        direct.kind, record.namespace, direct.name
+                    );
+                }
+                None
+            }
+        };
+        self.seen.insert(key, found.clone());
+        found.or_else(|| record.owner.clone())
+    }
+
+    /// The controller of a namespaced object, `None` when it has none.
+    async fn owner_of<K>(&self, namespace: &str, name: &str) -> Result<Option<Owner>, kube::Error>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let object = Api::<K>::namespaced(self.client.clone(), namespace)
+            .get_metadata(name)
+            .await?;
+        Ok(controller(
+            object
+                .metadata
+                .owner_references
+                .as_deref()
+                .unwrap_or_default(),
+        )
+        .map(|o| Owner {
+            kind: o.kind.clone(),
+            name: o.name.clone(),
+        }))
+    }
+}
