@@ -1,5 +1,7 @@
-//! The reconciler's I/O: watchers on opted-in namespaces and their Pods, one long-lived
-//! [`Recorder`], and the Lease that decides which replica publishes.
+//! The reconciler's I/O: watchers on opted-in namespaces and their Pods, the Event writer with its rate limit, and the Lease that decides which replica publishes.
+//!
+//! A replica that gains the Lease, or starts, first lists the Events already published and
+//! takes them as its record of standing Events, so that it repeats nothing the old holder said.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +13,7 @@ use futures::{Stream, StreamExt as _};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Pod};
 use kube::runtime::WatchStreamExt as _;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource as _};
 use kube_lease_manager::LeaseManagerBuilder;
@@ -20,7 +22,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use super::{ACTION, PodRecord, Publish, Severity, Target, Tracker, World};
+use super::rate::TokenBucket;
+use super::standing::{self, Seeding};
+use super::writer::EventWriter;
+use super::{
+    CHECKS, Interner, PodRecord, REASON_SUMMARY, REASON_SUMMARY_READY, Target, Tracker, World,
+};
 use crate::config::Config;
 use crate::ecr::Backoff;
 use crate::rules::RuleSnapshot;
@@ -31,13 +38,18 @@ const ALWAYS_EXCLUDED: &str = "kube-system";
 /// However quiet things are, the reconciler looks again this often, for Warnings due to be
 /// re-sent.
 const RECHECK: Duration = Duration::from_mins(1);
+/// Pods per page of a list.
+const PAGE: u32 = 500;
+/// The interner drops what no Pod uses any more after this many deletions.
+const PRUNE_EVERY: u64 = 1024;
 
 /// Metrics of the reconciler.
 #[derive(Clone)]
 pub struct ReconcilerMetrics {
     /// Reconcile passes that planned Events.
     pub runs: IntCounter,
-    /// Failures by kind (`pod_watch`, `namespace_watch`, `event_publish`, `lease`).
+    /// Failures by kind (`pod_watch`, `namespace_watch`, `event_list`, `event_publish`,
+    /// `lease`).
     pub failures: IntCounterVec,
     /// Events published, by reason.
     pub events: IntCounterVec,
@@ -47,6 +59,8 @@ pub struct ReconcilerMetrics {
     pub pods: IntGauge,
     /// Warnings standing (published and not yet resolved).
     pub standing: IntGauge,
+    /// Publications the rate limit held back for a later pass.
+    pub rate_limited: IntCounter,
 }
 
 impl ReconcilerMetrics {
@@ -60,7 +74,7 @@ impl ReconcilerMetrics {
             failures: IntCounterVec::new(
                 Opts::new(
                     "reconcile_failures_total",
-                    "Reconciler failures, by kind (pod_watch, namespace_watch, event_publish, lease)",
+                    "Reconciler failures, by kind (pod_watch, namespace_watch, event_list, event_publish, lease)",
                 ),
                 &["kind"],
             )?,
@@ -80,6 +94,10 @@ impl ReconcilerMetrics {
                 "reconciler_standing_warnings",
                 "Warnings published and not yet resolved",
             )?,
+            rate_limited: IntCounter::new(
+                "events_rate_limited_total",
+                "Event publications the rate limit held back for a later pass",
+            )?,
         };
         registry.register(Box::new(m.runs.clone()))?;
         registry.register(Box::new(m.failures.clone()))?;
@@ -87,6 +105,7 @@ impl ReconcilerMetrics {
         registry.register(Box::new(m.leader.clone()))?;
         registry.register(Box::new(m.pods.clone()))?;
         registry.register(Box::new(m.standing.clone()))?;
+        registry.register(Box::new(m.rate_limited.clone()))?;
         Ok(m)
     }
 
@@ -108,11 +127,16 @@ pub struct Options {
     pub resend_interval: Duration,
     /// How often the reconcile loop wakes up to look for changes.
     pub tick: Duration,
+    /// Events published per second, on average.
+    pub event_rate: f64,
+    /// Events published at once before the rate applies.
+    pub event_burst: u32,
 }
 
 #[derive(Default)]
 struct Inventory {
     pods: HashMap<String, PodRecord>,
+    interner: Interner,
     pods_synced: bool,
     namespaces: BTreeSet<String>,
     namespaces_synced: bool,
@@ -120,6 +144,8 @@ struct Inventory {
     generation: u64,
     /// UIDs of Pods deleted since the loop last looked.
     deleted: Vec<String>,
+    /// Pods deleted since the start, to prune the interner now and then.
+    removed: u64,
 }
 
 type Shared = Arc<Mutex<Inventory>>;
@@ -194,13 +220,21 @@ impl Reconciler {
         leader: watch::Receiver<bool>,
         mut stop: watch::Receiver<bool>,
     ) {
-        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        let writer = EventWriter::new(self.client.clone(), self.reporter.clone());
         let mut tracker = Tracker::new(self.options.resend_interval);
+        let mut bucket = TokenBucket::new(
+            self.options.event_rate,
+            self.options.event_burst,
+            Instant::now(),
+        );
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_mins(5));
         let mut retry_at: Option<Instant> = None;
         let mut deployment: Option<Option<ObjectReference>> = None;
         let mut last: Option<(u64, usize, usize)> = None;
         let mut last_run = Instant::now();
+        // Whether the record of standing Events was read from the cluster since this replica
+        // last gained the Lease.
+        let mut seeded = false;
         let mut ticker = tokio::time::interval(self.options.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -221,6 +255,10 @@ impl Reconciler {
             for uid in deleted {
                 tracker.forget(&uid);
             }
+            if !is_leader {
+                // Another replica publishes meanwhile: what this one knew goes stale.
+                seeded = false;
+            }
             if !synced {
                 continue;
             }
@@ -229,6 +267,29 @@ impl Reconciler {
             if !is_leader || retry_at.is_some_and(|t| now < t) {
                 continue;
             }
+            if deployment.is_none() {
+                deployment = Some(self.deployment_ref().await);
+            }
+            if !seeded {
+                match self.seed(&writer, &inventory).await {
+                    Ok(standing) => {
+                        info!(
+                            standing = standing.len(),
+                            "read the Events already published"
+                        );
+                        tracker.seed(standing);
+                        seeded = true;
+                        last = None;
+                    }
+                    Err(e) => {
+                        self.metrics.failure("event_list");
+                        let delay = backoff.next_delay().max(Duration::from_secs(1));
+                        warn!(error = %e, retry_in = ?delay, "cannot list the Events already published; publishing nothing until they are known");
+                        retry_at = Some(Instant::now() + delay);
+                        continue;
+                    }
+                }
+            }
             let config = self.config.load_full();
             let rules = self.rules.load_full();
             let signature = (
@@ -236,11 +297,10 @@ impl Reconciler {
                 Arc::as_ptr(&config) as usize,
                 Arc::as_ptr(&rules) as usize,
             );
-            if last == Some(signature) && last_run.elapsed() < RECHECK {
+            if last == Some(signature)
+                && last_run.elapsed() < RECHECK.min(self.options.resend_interval)
+            {
                 continue;
-            }
-            if deployment.is_none() {
-                deployment = Some(self.deployment_ref().await);
             }
             let summary_ref = deployment.clone().flatten();
             let planned = {
@@ -249,9 +309,9 @@ impl Reconciler {
                     .pods
                     .values()
                     .filter(|p| {
-                        inv.namespaces.contains(&p.namespace)
-                            && p.namespace != self.options.own_namespace
-                            && p.namespace != ALWAYS_EXCLUDED
+                        inv.namespaces.contains(&*p.namespace)
+                            && *p.namespace != *self.options.own_namespace
+                            && &*p.namespace != ALWAYS_EXCLUDED
                     })
                     .collect();
                 self.metrics
@@ -262,22 +322,32 @@ impl Reconciler {
                     rules: &rules,
                     pods: &pods,
                 };
-                tracker.plan(&world, summary_ref.is_some(), now)
+                tracker.plan(&world, CHECKS, summary_ref.is_some(), now)
             };
             self.metrics.runs.inc();
             let mut failed = false;
-            for event in planned {
-                match publish(&recorder, &event, summary_ref.as_ref()).await {
-                    Ok(()) => {
-                        tracker.published(&event, Instant::now());
+            let mut held_back = 0usize;
+            for event in &planned {
+                if !bucket.try_take(Instant::now()) {
+                    held_back += 1;
+                    continue;
+                }
+                match writer.write(event, summary_ref.as_ref()).await {
+                    Ok(written) => {
+                        let (name, count) = written.map_or((None, 1), |w| (Some(w.name), w.count));
+                        tracker.published(event, name, count, Instant::now());
                         self.metrics.events.with_label_values(&[event.reason]).inc();
                         match &event.target {
                             Target::Pod(p) => info!(
-                                reason = event.reason, namespace = %p.namespace, pod = %p.name,
+                                reason = event.reason, namespace = %p.namespace, pod = %p.name, count,
+                                "event published"
+                            ),
+                            Target::Workload(w) => info!(
+                                reason = event.reason, namespace = %w.namespace, kind = %w.kind, name = %w.name, count,
                                 "event published"
                             ),
                             Target::Deployment => {
-                                info!(reason = event.reason, "summary event published");
+                                info!(reason = event.reason, count, "summary event published");
                             }
                         }
                     }
@@ -292,53 +362,59 @@ impl Reconciler {
                     }
                 }
             }
+            if held_back > 0 {
+                // What the rate limit held back stays due and goes out on later passes.
+                debug!(held_back, "event rate limit reached");
+                self.metrics.rate_limited.inc_by(held_back as u64);
+            }
             if !failed {
                 backoff.reset();
                 retry_at = None;
-                last = Some(signature);
-                last_run = now;
+                if held_back == 0 {
+                    last = Some(signature);
+                    last_run = now;
+                }
             }
             self.metrics
                 .standing
                 .set(i64::try_from(tracker.standing()).unwrap_or(i64::MAX));
         }
     }
-}
 
-async fn publish(
-    recorder: &Recorder,
-    event: &Publish,
-    deployment: Option<&ObjectReference>,
-) -> Result<(), kube::Error> {
-    let reference = match &event.target {
-        Target::Pod(p) => ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            name: Some(p.name.clone()),
-            namespace: Some(p.namespace.clone()),
-            uid: Some(p.uid.clone()),
-            ..ObjectReference::default()
-        },
-        Target::Deployment => match deployment {
-            Some(d) => d.clone(),
-            None => return Ok(()),
-        },
-    };
-    recorder
-        .publish(
-            &Event {
-                type_: match event.severity {
-                    Severity::Normal => EventType::Normal,
-                    Severity::Warning => EventType::Warning,
-                },
-                reason: event.reason.to_owned(),
-                note: Some(event.note.clone()),
-                action: ACTION.to_owned(),
-                secondary: None,
-            },
-            &reference,
-        )
-        .await
+    /// The record of standing Events, from the Events this controller already published in
+    /// the opted-in namespaces and its own.
+    async fn seed(
+        &self,
+        writer: &EventWriter,
+        inventory: &Shared,
+    ) -> Result<HashMap<standing::EventKey, standing::Standing>, kube::Error> {
+        let events = writer.list().await?;
+        let namespaces = lock(inventory).namespaces.clone();
+        let reasons: Vec<&'static str> = CHECKS
+            .iter()
+            .flat_map(|c| c.reasons.iter().copied())
+            .chain([REASON_SUMMARY])
+            .collect();
+        let resolutions: Vec<&'static str> = CHECKS
+            .iter()
+            .flat_map(|c| c.resolutions.iter().copied())
+            .chain([REASON_SUMMARY_READY])
+            .collect();
+        let seeding = Seeding {
+            controller: writer.controller(),
+            own_namespace: &self.options.own_namespace,
+            deployment: self.options.deployment.as_deref(),
+            namespaces: &namespaces,
+            reasons: &reasons,
+            resolutions: &resolutions,
+        };
+        Ok(standing::from_events(
+            &events,
+            &seeding,
+            k8s_openapi::jiff::Timestamp::now(),
+            Instant::now(),
+        ))
+    }
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).
@@ -390,10 +466,11 @@ async fn watch_pods(
     metrics: ReconcilerMetrics,
     stop: watch::Receiver<bool>,
 ) {
-    // Finished Pods pull nothing more.
+    // Finished Pods pull nothing more. Lists are paged (not served whole from the API server's
+    // cache), so that no more than a page of full Pods is held while their records are made.
     let config = watcher::Config::default()
         .fields("status.phase!=Succeeded,status.phase!=Failed")
-        .any_semantic();
+        .page_size(PAGE);
     let stream = watcher(api, config).default_backoff();
     let mut fresh: Option<HashMap<String, PodRecord>> = None;
     drive(stream, "pod_watch", &metrics, stop, |event| {
@@ -401,7 +478,9 @@ async fn watch_pods(
         match event {
             watcher::Event::Init => fresh = Some(HashMap::new()),
             watcher::Event::InitApply(pod) => {
-                if let (Some(fresh), Some(record)) = (fresh.as_mut(), PodRecord::from_pod(&pod)) {
+                if let Some(fresh) = fresh.as_mut()
+                    && let Some(record) = PodRecord::interned(&pod, &mut inv.interner)
+                {
                     fresh.insert(record.uid.clone(), record);
                 }
             }
@@ -415,11 +494,12 @@ async fn watch_pods(
                     .collect();
                 inv.deleted.extend(gone);
                 inv.pods = fresh;
+                inv.interner.prune();
                 inv.pods_synced = true;
                 inv.generation += 1;
             }
             watcher::Event::Apply(pod) => {
-                if let Some(record) = PodRecord::from_pod(&pod)
+                if let Some(record) = PodRecord::interned(&pod, &mut inv.interner)
                     && inv.pods.get(&record.uid) != Some(&record)
                 {
                     inv.pods.insert(record.uid.clone(), record);
@@ -432,6 +512,10 @@ async fn watch_pods(
                 {
                     inv.deleted.push(uid);
                     inv.generation += 1;
+                    inv.removed += 1;
+                    if inv.removed % PRUNE_EVERY == 0 {
+                        inv.interner.prune();
+                    }
                 }
             }
         }

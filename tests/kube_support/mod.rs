@@ -73,6 +73,10 @@ pub struct Cluster {
     pub deployment_uid: Option<String>,
     /// Answer event writes with this status instead of accepting them.
     pub reject_events: Option<u16>,
+    /// Events as stored: created by POST, their series patched by PATCH, listed by GET.
+    pub events: Vec<Value>,
+    /// Answer this many event lists with a 500 first.
+    pub failing_event_lists: usize,
     /// Answer this many Pod lists with a 500 first.
     pub failing_pod_lists: usize,
     /// End every watch at once instead of keeping it open.
@@ -165,6 +169,29 @@ pub fn answer(
                 None => not_found("deployment"),
             }
         }
+        ("GET", "/apis/events.k8s.io/v1/events") if c.failing_event_lists > 0 => {
+            c.failing_event_lists -= 1;
+            reply(
+                500,
+                &json!({"kind": "Status", "apiVersion": "v1", "code": 500, "message": "etcd timeout"}),
+            )
+        }
+        ("GET", "/apis/events.k8s.io/v1/events") => {
+            let controller = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("fieldSelector=reportingController%3D"));
+            let items: Vec<Value> = c
+                .events
+                .iter()
+                .filter(|e| controller.is_none_or(|want| e["reportingController"] == want))
+                .cloned()
+                .collect();
+            reply(
+                200,
+                &json!({"apiVersion": "events.k8s.io/v1", "kind": "EventList",
+                                "metadata": {"resourceVersion": "10"}, "items": items}),
+            )
+        }
         ("POST", p) if p.starts_with("/apis/events.k8s.io/v1/namespaces/") => {
             if let Some(status) = c.reject_events {
                 return reply(
@@ -172,9 +199,25 @@ pub fn answer(
                     &json!({"kind": "Status", "apiVersion": "v1", "code": status}),
                 );
             }
+            c.events.push(body.clone());
             reply(201, body)
         }
-        ("PATCH", p) if p.starts_with("/apis/events.k8s.io/v1/namespaces/") => reply(200, body),
+        ("PATCH", p) if p.starts_with("/apis/events.k8s.io/v1/namespaces/") => {
+            if let Some(status) = c.reject_events {
+                return reply(
+                    status,
+                    &json!({"kind": "Status", "apiVersion": "v1", "code": status}),
+                );
+            }
+            let name = p.rsplit('/').next().unwrap_or_default();
+            match c.events.iter_mut().find(|e| e["metadata"]["name"] == name) {
+                Some(event) => {
+                    merge(event, body);
+                    reply(200, event)
+                }
+                None => not_found("event"),
+            }
+        }
         ("GET", p) if p == format!("{lease_path}/{LEASE}") => match &c.lease {
             Some(l) => reply(200, l),
             None => not_found("lease"),
