@@ -569,7 +569,12 @@ fn reconciler_rbac_is_exactly_pods_namespaces_events_its_lease_and_its_deploymen
     let expected: BTreeSet<_> = [
         row("", "pods", &[], &["get", "list", "watch"]),
         row("", "namespaces", &[], &["get", "list", "watch"]),
-        row("events.k8s.io", "events", &[], &["create", "patch"]),
+        row(
+            "events.k8s.io",
+            "events",
+            &[],
+            &["create", "patch", "list", "get"],
+        ),
     ]
     .into_iter()
     .collect();

@@ -63,6 +63,7 @@ pub fn record(uid: &str, images: &[&str]) -> PodRecord {
 
 impl PodRecord {
     /// Owned by the workload `kind`/`name`, and named after it.
+    #[must_use]
     pub fn owned_by(mut self, kind: &str, name: &str) -> Self {
         self.owner = Some(Arc::new(Owner {
             kind: kind.into(),
@@ -74,12 +75,14 @@ impl PodRecord {
     }
 
     /// With a label.
+    #[must_use]
     pub fn labelled(mut self, key: &str, value: &str) -> Self {
         Arc::make_mut(&mut self.labels).insert(key.into(), value.into());
         self
     }
 
     /// With container `index` rewritten from `original`.
+    #[must_use]
     pub fn rewritten_from(mut self, index: usize, original: &str) -> Self {
         let mut containers = self.containers.to_vec();
         containers[index].original = Some(original.into());

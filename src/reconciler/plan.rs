@@ -294,35 +294,32 @@ impl Tracker {
                 reason,
                 cause: cause.clone(),
             };
-            match &group.target {
-                Target::Workload(w) => {
-                    let total = pods_per_owner.get(&about).copied().unwrap_or(0);
-                    let note = group_note(&group, &w.kind, &w.name, total);
-                    let event = publish(group.target.clone(), note);
-                    self.consider(&key, event, &group.message, now, &mut fresh, &mut repeats);
-                    keep(key);
-                    for (pod, detail) in &group.pods {
-                        let key = EventKey {
-                            about: About::Pod(pod.uid.clone()),
-                            reason,
-                            cause: cause.clone(),
-                        };
-                        // Pods beyond the limit keep what they had, unrepeated and unresolved.
-                        if group.pods.len() <= PER_POD_MAX {
-                            let note = bounded(format!("{} {detail}", group.message));
-                            let event = publish(Target::Pod(PodRef::of(pod)), note.clone());
-                            self.consider(&key, event, &note, now, &mut fresh, &mut repeats);
-                        }
-                        keep(key);
+            if let Target::Workload(w) = &group.target {
+                let total = pods_per_owner.get(&about).copied().unwrap_or(0);
+                let note = group_note(&group, &w.kind, &w.name, total);
+                let event = publish(group.target.clone(), note);
+                self.consider(&key, event, &group.message, now, &mut fresh, &mut repeats);
+                keep(key);
+                for (pod, detail) in &group.pods {
+                    let key = EventKey {
+                        about: About::Pod(pod.uid.clone()),
+                        reason,
+                        cause: cause.clone(),
+                    };
+                    // Pods beyond the limit keep what they had, unrepeated and unresolved.
+                    if group.pods.len() <= PER_POD_MAX {
+                        let note = bounded(format!("{} {detail}", group.message));
+                        let event = publish(Target::Pod(PodRef::of(pod)), note.clone());
+                        self.consider(&key, event, &note, now, &mut fresh, &mut repeats);
                     }
-                }
-                _ => {
-                    let detail = group.pods.first().map_or("", |(_, d)| d.as_str());
-                    let note = bounded(format!("{} {detail}", group.message));
-                    let event = publish(group.target.clone(), note.clone());
-                    self.consider(&key, event, &note, now, &mut fresh, &mut repeats);
                     keep(key);
                 }
+            } else {
+                let detail = group.pods.first().map_or("", |(_, d)| d.as_str());
+                let note = bounded(format!("{} {detail}", group.message));
+                let event = publish(group.target.clone(), note.clone());
+                self.consider(&key, event, &note, now, &mut fresh, &mut repeats);
+                keep(key);
             }
         }
 
@@ -765,6 +762,7 @@ mod tests {
         serde_json::from_value(value).unwrap()
     }
 
+    #[allow(clippy::needless_pass_by_value)]
     fn event_on_web(reason: &str, note: &str, at: Timestamp, extra: serde_json::Value) -> K8sEvent {
         let mut e = serde_json::json!({
             "metadata": {"name": "web.17f0", "namespace": "shop",

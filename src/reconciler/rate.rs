@@ -95,7 +95,7 @@ mod tests {
         let t0 = Instant::now() + Duration::from_secs(10);
         let mut b = TokenBucket::new(1.0, 1, t0);
         assert!(b.try_take(t0));
-        assert!(!b.try_take(t0 - Duration::from_secs(5)));
+        assert!(!b.try_take(t0.checked_sub(Duration::from_secs(5)).unwrap()));
         assert!(!b.try_take(t0 + Duration::from_millis(500)));
         assert!(b.try_take(t0 + Duration::from_secs(1)));
     }

@@ -513,7 +513,7 @@ async fn watch_pods(
                     inv.deleted.push(uid);
                     inv.generation += 1;
                     inv.removed += 1;
-                    if inv.removed % PRUNE_EVERY == 0 {
+                    if inv.removed.is_multiple_of(PRUNE_EVERY) {
                         inv.interner.prune();
                     }
                 }

@@ -153,7 +153,26 @@ pub fn answer(
                 &json!({"kind": "Status", "apiVersion": "v1", "code": 500, "message": "etcd timeout"}),
             )
         }
-        ("GET", "/api/v1/pods") => reply(200, &list("PodList", &c.pods)),
+        ("GET", "/api/v1/pods") => {
+            // Paged as the API server pages a list read from etcd: `limit` items from the
+            // offset that `continue` carries.
+            let param = |name: &str| {
+                query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            };
+            let from: usize = param("continue").and_then(|c| c.parse().ok()).unwrap_or(0);
+            let limit: usize = param("limit")
+                .and_then(|l| l.parse().ok())
+                .filter(|l| *l > 0)
+                .unwrap_or(usize::MAX);
+            let end = from.saturating_add(limit).min(c.pods.len());
+            let mut page = list("PodList", &c.pods[from.min(end)..end]);
+            if end < c.pods.len() {
+                page["metadata"]["continue"] = json!(end.to_string());
+            }
+            reply(200, &page)
+        }
         ("GET", "/api/v1/namespaces") => reply(200, &list("NamespaceList", &c.namespaces)),
         ("GET", p)
             if p == format!(
