@@ -8,7 +8,9 @@
 #
 #   bench/reconciler-memory.sh [PODS] [PER_WORKLOAD]      default: 15000 50
 #
-# Environment: PT_BIN and MOCK_BIN to measure other builds (default: built here, release).
+# Environment: PT_BIN and MOCK_BIN to measure other builds (default: built here, release);
+# MALLOC_ARENA_MAX (default 1, as the chart sets it; empty for glibc's default of one arena per
+# thread).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -65,10 +67,10 @@ ruleCheck:
   interval: 10s
 YAML
 
-admin=127.0.0.1:18091
+admin=127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 start=$(date +%s.%N)
 env -i HOME="$work" PATH="$PATH" KUBECONFIG="$work/kubeconfig" RUST_LOG=warn \
-  POD_NAME=reconciler-0 POD_NAMESPACE=pullthrough PULLTHROUGH_DEPLOYMENT_NAME=pullthrough-reconciler \
+  MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX-1}" POD_NAME=reconciler-0 POD_NAMESPACE=pullthrough PULLTHROUGH_DEPLOYMENT_NAME=pullthrough-reconciler \
   AWS_ACCESS_KEY_ID=AKIDSTANDIN AWS_SECRET_ACCESS_KEY=SECRET AWS_REGION=eu-west-1 \
   AWS_ENDPOINT_URL_ECR="$ecr" AWS_EC2_METADATA_DISABLED=true \
   AWS_CONFIG_FILE="$work/none" AWS_SHARED_CREDENTIALS_FILE="$work/none" \
@@ -77,7 +79,8 @@ rpid=$!
 pids+=("$rpid")
 
 metric() { # name -> value (sum over label sets), 0 when absent
-  curl -fsS "http://$admin/metrics" 2>/dev/null | awk -v m="$1" '$1 == m || index($1, m "{") == 1 { s += $2 } END { print s + 0 }'
+  { curl -fsS "http://$admin/metrics" 2>/dev/null || true; } |
+    awk -v m="$1" '$1 == m || index($1, m "{") == 1 { s += $2 } END { print s + 0 }'
 }
 
 ready=""
@@ -99,6 +102,9 @@ held=$(metric pullthrough_events_rate_limited_total)
 took=$(echo "$(date +%s.%N) - $start" | bc)
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$rpid/status")
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$rpid/status")
+anon=$(awk '/RssAnon/ {print $2}' "/proc/$rpid/status")
+file=$(awk '/RssFile/ {print $2}' "/proc/$rpid/status")
 printf 'pods seen %s, ready after %.1f s, %s Events published in %.1f s (%s held back by the rate limit)\n' \
   "$seen" "${ready:-0}" "$published" "$took" "$held"
-printf 'peak RSS %.1f MiB, RSS now %.1f MiB\n' "$(echo "$hwm / 1024" | bc -l)" "$(echo "$rss / 1024" | bc -l)"
+printf 'peak RSS %.1f MiB, RSS now %.1f MiB (%.1f MiB anonymous, %.1f MiB of files: the binary and libraries)\n' \
+  "$(echo "$hwm / 1024" | bc -l)" "$(echo "$rss / 1024" | bc -l)" "$(echo "$anon / 1024" | bc -l)" "$(echo "$file / 1024" | bc -l)"

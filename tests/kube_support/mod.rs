@@ -162,7 +162,11 @@ pub fn answer(
                     .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
             };
             let from: usize = param("continue").and_then(|c| c.parse().ok()).unwrap_or(0);
+            // A list at resourceVersion 0 is served whole from the API server's cache, whatever
+            // its limit.
+            let cached = param("resourceVersion") == Some("0");
             let limit: usize = param("limit")
+                .filter(|_| !cached)
                 .and_then(|l| l.parse().ok())
                 .filter(|l| *l > 0)
                 .unwrap_or(usize::MAX);
