@@ -575,6 +575,7 @@ fn reconciler_rbac_is_exactly_pods_namespaces_events_its_lease_and_its_deploymen
             &[],
             &["create", "patch", "list", "get"],
         ),
+        row("apps", "deployments", &[], &["get"]),
     ]
     .into_iter()
     .collect();

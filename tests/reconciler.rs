@@ -686,6 +686,10 @@ async fn a_deployments_pods_get_one_event_on_the_deployment() {
         deployment_uid: Some("uid-deployment".into()),
         ..Cluster::default()
     };
+    cluster.deployments = vec![json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop", "uid": "uid-web-deployment"},
+    })];
     cluster.pods = (0..12)
         .map(|i| deployment_pod("shop", "web", i, &image))
         .chain((0..2).map(|i| deployment_pod("shop", "api", i, &image)))
@@ -705,6 +709,16 @@ async fn a_deployments_pods_get_one_event_on_the_deployment() {
     assert_eq!(web.path, "/apis/events.k8s.io/v1/namespaces/shop/events");
     assert_eq!(web.body["regarding"]["kind"], "Deployment");
     assert_eq!(web.body["regarding"]["apiVersion"], "apps/v1");
+    // Read once, so that kubectl describe deployment shows the Event.
+    assert_eq!(web.body["regarding"]["uid"], "uid-web-deployment");
+    let api_event = events
+        .iter()
+        .find(|e| e.body["regarding"]["name"] == "api")
+        .unwrap();
+    assert!(
+        api_event.body["regarding"].get("uid").is_none(),
+        "a Deployment that cannot be read: the Event goes out without its UID"
+    );
     assert_eq!(web.body["reason"], "PullThroughCacheRuleMissing");
     assert_eq!(web.body["type"], "Warning");
     assert_eq!(web.body["action"], "CheckPullThroughCacheRules");

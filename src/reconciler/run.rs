@@ -235,6 +235,7 @@ impl Reconciler {
         // Whether the record of standing Events was read from the cluster since this replica
         // last gained the Lease.
         let mut seeded = false;
+        let mut uids: HashMap<(String, String), Option<String>> = HashMap::new();
         let mut ticker = tokio::time::interval(self.options.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -278,6 +279,7 @@ impl Reconciler {
                             "read the Events already published"
                         );
                         tracker.seed(standing);
+                        uids.clear();
                         seeded = true;
                         last = None;
                     }
@@ -327,15 +329,21 @@ impl Reconciler {
             self.metrics.runs.inc();
             let mut failed = false;
             let mut held_back = 0usize;
-            for event in &planned {
+            for mut event in planned {
                 if !bucket.try_take(Instant::now()) {
                     held_back += 1;
                     continue;
                 }
-                match writer.write(event, summary_ref.as_ref()).await {
+                if let Target::Workload(w) = &mut event.target
+                    && w.uid.is_none()
+                    && w.kind == "Deployment"
+                {
+                    w.uid = self.deployment_uid(&mut uids, &w.namespace, &w.name).await;
+                }
+                match writer.write(&event, summary_ref.as_ref()).await {
                     Ok(written) => {
                         let (name, count) = written.map_or((None, 1), |w| (Some(w.name), w.count));
-                        tracker.published(event, name, count, Instant::now());
+                        tracker.published(&event, name, count, Instant::now());
                         self.metrics.events.with_label_values(&[event.reason]).inc();
                         match &event.target {
                             Target::Pod(p) => info!(
@@ -379,6 +387,33 @@ impl Reconciler {
                 .standing
                 .set(i64::try_from(tracker.standing()).unwrap_or(i64::MAX));
         }
+    }
+
+    /// The UID of a Deployment an Event goes on, read once: a Pod names its Deployment only
+    /// through its ReplicaSet, and `kubectl describe` shows only Events that carry the UID.
+    /// `None` when it does not exist (the Event goes out without it); a failed read is tried
+    /// again with the next Event.
+    async fn deployment_uid(
+        &self,
+        uids: &mut HashMap<(String, String), Option<String>>,
+        namespace: &str,
+        name: &str,
+    ) -> Option<String> {
+        let key = (namespace.to_owned(), name.to_owned());
+        if let Some(uid) = uids.get(&key) {
+            return uid.clone();
+        }
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+        let uid = match api.get_metadata(name).await {
+            Ok(d) => d.metadata.uid,
+            Err(kube::Error::Api(status)) if status.is_not_found() => None,
+            Err(e) => {
+                debug!(namespace, deployment = name, error = %e, "cannot read a Deployment's UID");
+                return None;
+            }
+        };
+        uids.insert(key, uid.clone());
+        uid
     }
 
     /// The record of standing Events, from the Events this controller already published in

@@ -71,6 +71,8 @@ pub struct Cluster {
     pub namespaces: Vec<Value>,
     pub lease: Option<Value>,
     pub deployment_uid: Option<String>,
+    /// Workload Deployments, answered by GET.
+    pub deployments: Vec<Value>,
     /// Answer event writes with this status instead of accepting them.
     pub reject_events: Option<u16>,
     /// Events as stored: created by POST, their series patched by PATCH, listed by GET.
@@ -178,6 +180,24 @@ pub fn answer(
             reply(200, &page)
         }
         ("GET", "/api/v1/namespaces") => reply(200, &list("NamespaceList", &c.namespaces)),
+        ("GET", p)
+            if p.starts_with("/apis/apps/v1/namespaces/")
+                && p != format!(
+                    "/apis/apps/v1/namespaces/{OWN_NAMESPACE}/deployments/{DEPLOYMENT}"
+                ) =>
+        {
+            let found = c.deployments.iter().find(|d| {
+                p == format!(
+                    "/apis/apps/v1/namespaces/{}/deployments/{}",
+                    d["metadata"]["namespace"].as_str().unwrap_or_default(),
+                    d["metadata"]["name"].as_str().unwrap_or_default()
+                )
+            });
+            match found {
+                Some(d) => reply(200, d),
+                None => not_found("deployment"),
+            }
+        }
         ("GET", p)
             if p == format!(
                 "/apis/apps/v1/namespaces/{OWN_NAMESPACE}/deployments/{DEPLOYMENT}"
