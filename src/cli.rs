@@ -99,6 +99,13 @@ pub struct ReconcilerArgs {
     /// How often a Warning that still stands is published again.
     #[arg(long, env = "PULLTHROUGH_EVENT_RESEND_INTERVAL", default_value = "30m", value_parser = humantime::parse_duration)]
     pub event_resend_interval: Duration,
+    /// Events published per second, on average: what is held back goes out on later passes,
+    /// so that no rollout or outage becomes an Event storm.
+    #[arg(long, env = "PULLTHROUGH_EVENT_RATE", default_value_t = 10.0)]
+    pub event_rate: f64,
+    /// Events published at once before `--event-rate` applies.
+    #[arg(long, env = "PULLTHROUGH_EVENT_BURST", default_value_t = 50)]
+    pub event_burst: u32,
     /// How often the configuration file is checked for changes.
     #[arg(long, env = "PULLTHROUGH_RELOAD_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub reload_interval: Duration,
@@ -619,6 +626,8 @@ pub async fn run_reconciler(args: Box<ReconcilerArgs>) -> anyhow::Result<()> {
             deployment: args.deployment_name.clone(),
             resend_interval: args.event_resend_interval,
             tick: Duration::from_secs(2),
+            event_rate: args.event_rate,
+            event_burst: args.event_burst,
         },
         reporter: Reporter {
             controller: "pullthrough".to_owned(),
@@ -723,6 +732,12 @@ pub fn validate(cli: &Cli) -> anyhow::Result<()> {
             if args.lease_duration < Duration::from_secs(3) {
                 bail!("--lease-duration must be at least 3s, to leave time to renew it");
             }
+            if !(args.event_rate.is_finite() && args.event_rate > 0.0) {
+                bail!("--event-rate must be a number of Events per second above zero");
+            }
+            if args.event_burst == 0 {
+                bail!("--event-burst must be at least 1");
+            }
         }
         Command::Preview(_) | Command::Rules(_) | Command::Cache(_) | Command::Audit(_) => {}
     }
@@ -769,6 +784,9 @@ mod tests {
                 &["reconciler", "--event-resend-interval", "0s"],
                 "--event-resend-interval",
             ),
+            (&["reconciler", "--event-rate", "0"], "--event-rate"),
+            (&["reconciler", "--event-rate", "NaN"], "--event-rate"),
+            (&["reconciler", "--event-burst", "0"], "--event-burst"),
         ] {
             let err = validate(&parse(args)).unwrap_err().to_string();
             assert!(err.contains(message), "{args:?}: {err}");

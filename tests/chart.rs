@@ -573,7 +573,13 @@ fn reconciler_rbac_is_exactly_pods_namespaces_events_its_lease_and_its_deploymen
     let expected: BTreeSet<_> = [
         row("", "pods", &[], &["get", "list", "watch"]),
         row("", "namespaces", &[], &["get", "list", "watch"]),
-        row("events.k8s.io", "events", &[], &["create", "patch"]),
+        row(
+            "events.k8s.io",
+            "events",
+            &[],
+            &["create", "patch", "list", "get"],
+        ),
+        row("apps", "deployments", &[], &["get"]),
     ]
     .into_iter()
     .collect();
@@ -676,6 +682,9 @@ fn reconciler_args_agree_with_the_webhook_selector_and_its_rbac() {
         deployment.metadata.name.as_deref().unwrap()
     );
     assert_eq!(arg(&c, "--admin-listen"), "0.0.0.0:8080");
+    assert_eq!(arg(&c, "--event-rate"), "10");
+    assert_eq!(arg(&c, "--event-burst"), "50");
+    assert_eq!(arg(&c, "--event-resend-interval"), "30m");
     let selector = r
         .webhook()
         .namespace_selector
@@ -690,12 +699,16 @@ fn reconciler_args_agree_with_the_webhook_selector_and_its_rbac() {
         .unwrap()
         .into_iter()
         .map(|e| {
-            let field = e.value_from.unwrap().field_ref.unwrap().field_path;
-            (e.name, field)
+            let value = match e.value_from {
+                Some(from) => from.field_ref.unwrap().field_path,
+                None => e.value.unwrap(),
+            };
+            (e.name, value)
         })
         .collect();
     assert_eq!(env["POD_NAME"], "metadata.name");
     assert_eq!(env["POD_NAMESPACE"], "metadata.namespace");
+    assert_eq!(env["MALLOC_ARENA_MAX"], "1");
 
     let role: Role = r.typed("Role", "pullthrough-reconciler");
     let names: BTreeSet<String> = role

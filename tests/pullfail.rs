@@ -167,6 +167,8 @@ fn start_in(cluster: Cluster, rules: RuleSnapshot, config: Config, leader: &Lead
             deployment: Some(DEPLOYMENT.into()),
             resend_interval: Duration::from_mins(30),
             tick: Duration::from_millis(25),
+            event_rate: 1000.0,
+            event_burst: 1000,
         },
         reporter: Reporter {
             controller: "pullthrough".into(),

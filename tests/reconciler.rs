@@ -75,7 +75,7 @@ impl Running {
             .unwrap()
             .seen
             .iter()
-            .filter(|s| s.path.starts_with("/apis/events.k8s.io/"))
+            .filter(|s| s.path.starts_with("/apis/events.k8s.io/") && s.method != Method::GET)
             .cloned()
             .collect()
     }
@@ -115,7 +115,7 @@ impl Running {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("reconciler made no progress");
+        panic!("reconciler made no progress\n{}", self.metrics.render());
     }
 
     async fn stop(self) {
@@ -139,7 +139,24 @@ enum Leader {
 
 /// Starts the reconciler over `cluster` with `rules`.
 fn start(cluster: Cluster, rules: RuleSnapshot, leader: Leader) -> Running {
-    let cluster = Arc::new(Mutex::new(cluster));
+    start_on(
+        Arc::new(Mutex::new(cluster)),
+        rules,
+        leader,
+        IDENTITY,
+        |_| {},
+    )
+}
+
+/// Starts a reconciler replica named `identity` over a cluster that others may share, with its
+/// options changed by `tweak`.
+fn start_on(
+    cluster: Arc<Mutex<Cluster>>,
+    rules: RuleSnapshot,
+    leader: Leader,
+    identity: &str,
+    tweak: impl FnOnce(&mut Options),
+) -> Running {
     let client = tower_client(cluster.clone());
     let metrics = Metrics::new().unwrap();
     let reconciler_metrics = ReconcilerMetrics::register(metrics.registry()).unwrap();
@@ -155,7 +172,7 @@ fn start(cluster: Cluster, rules: RuleSnapshot, leader: Leader) -> Running {
                 LeaseOptions {
                     name: LEASE.into(),
                     namespace: OWN_NAMESPACE.into(),
-                    identity: IDENTITY.into(),
+                    identity: identity.into(),
                     duration: Duration::from_secs(15),
                 },
                 reconciler_metrics.clone(),
@@ -164,21 +181,25 @@ fn start(cluster: Cluster, rules: RuleSnapshot, leader: Leader) -> Running {
             .0
         }
     };
+    let mut options = Options {
+        namespace_selector: "pullthrough.dev/enabled=true".into(),
+        own_namespace: OWN_NAMESPACE.into(),
+        deployment: Some(DEPLOYMENT.into()),
+        resend_interval: Duration::from_mins(30),
+        tick: Duration::from_millis(25),
+        event_rate: 10.0,
+        event_burst: 50,
+    };
+    tweak(&mut options);
     let reconciler = Reconciler {
         client,
         config: Arc::new(ArcSwap::from_pointee(config())),
         rules: rules.clone(),
         metrics: reconciler_metrics.clone(),
-        options: Options {
-            namespace_selector: "pullthrough.dev/enabled=true".into(),
-            own_namespace: OWN_NAMESPACE.into(),
-            deployment: Some(DEPLOYMENT.into()),
-            resend_interval: Duration::from_mins(30),
-            tick: Duration::from_millis(25),
-        },
+        options,
         reporter: Reporter {
             controller: "pullthrough".into(),
-            instance: Some(IDENTITY.into()),
+            instance: Some(identity.into()),
         },
         ready: ready.clone(),
     };
@@ -630,7 +651,7 @@ fn labelled_namespace(name: &str, opted_in: &str) -> Value {
 }
 
 /// A Pod of Deployment `web`, created at `created`, with its ReplicaSet as owner.
-fn deployment_pod(name: &str, uid: &str, created: &str, images: &[&str]) -> Value {
+fn dated_deployment_pod(name: &str, uid: &str, created: &str, images: &[&str]) -> Value {
     let mut p = pod("shop", name, uid, images);
     p["metadata"]["creationTimestamp"] = json!(created);
     p["metadata"]["labels"] = json!({"app": "web", "pod-template-hash": "7d4b9c"});
@@ -641,20 +662,38 @@ fn deployment_pod(name: &str, uid: &str, created: &str, images: &[&str]) -> Valu
     p
 }
 
+/// A Pod of the Deployment `deployment`, through its ReplicaSet, as the Deployment controller
+/// makes them.
+fn deployment_pod(namespace: &str, deployment: &str, index: usize, image: &str) -> Value {
+    let hash = "5d8f9c7b4";
+    let mut p = pod(
+        namespace,
+        &format!("{deployment}-{hash}-{index:05}"),
+        &format!("uid-{deployment}-{index}"),
+        &[image],
+    );
+    p["metadata"]["labels"] = json!({"app": deployment, "pod-template-hash": hash});
+    p["metadata"]["ownerReferences"] = json!([{
+        "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{deployment}-{hash}"),
+        "uid": format!("uid-rs-{deployment}"), "controller": true, "blockOwnerDeletion": true,
+    }]);
+    p
+}
+
 #[tokio::test]
 async fn warns_on_a_pod_that_bypasses_the_cache() {
     let cluster = Cluster {
         namespaces: vec![labelled_namespace("shop", "2026-03-01T12:00:00Z")],
         pods: vec![
             // Created before the namespace was opted in: still on Docker Hub.
-            deployment_pod(
+            dated_deployment_pod(
                 "web-7d4b9c-aaaaa",
                 "uid-old",
                 "2026-02-01T09:00:00Z",
                 &["nginx:1.27", &format!("{CACHE}/quay/org/tool:2")],
             ),
             // Created after, and rewritten: nothing to say.
-            deployment_pod(
+            dated_deployment_pod(
                 "web-7d4b9c-bbbbb",
                 "uid-new",
                 "2026-03-02T09:00:00Z",
@@ -735,7 +774,7 @@ async fn a_bypass_is_neither_published_nor_counted_without_the_lease() {
 async fn a_pod_older_than_its_rule_is_told_so() {
     let cluster = Cluster {
         namespaces: vec![labelled_namespace("shop", "2026-01-10T08:00:00Z")],
-        pods: vec![deployment_pod(
+        pods: vec![dated_deployment_pod(
             "web-7d4b9c-aaaaa",
             "uid-old",
             "2026-02-01T09:00:00Z",
@@ -762,5 +801,373 @@ async fn a_pod_older_than_its_rule_is_told_so() {
         ),
         "{note}"
     );
+    r.stop().await;
+}
+
+fn posts(r: &Running) -> Vec<Seen> {
+    r.events()
+        .into_iter()
+        .filter(|s| s.method == Method::POST)
+        .collect()
+}
+
+fn patches(r: &Running) -> Vec<Seen> {
+    r.events()
+        .into_iter()
+        .filter(|s| s.method == Method::PATCH)
+        .collect()
+}
+
+fn event_lists(cluster: &Arc<Mutex<Cluster>>) -> usize {
+    cluster
+        .lock()
+        .unwrap()
+        .seen
+        .iter()
+        .filter(|s| s.method == Method::GET && s.path == "/apis/events.k8s.io/v1/events")
+        .count()
+}
+
+#[tokio::test]
+async fn a_deployments_pods_get_one_event_on_the_deployment() {
+    let image = format!("{CACHE}/docker-hub/library/nginx:1.27");
+    let mut cluster = Cluster {
+        namespaces: vec![namespace("shop"), namespace(OWN_NAMESPACE)],
+        deployment_uid: Some("uid-deployment".into()),
+        ..Cluster::default()
+    };
+    cluster.deployments = vec![json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop", "uid": "uid-web-deployment"},
+    })];
+    cluster.pods = (0..12)
+        .map(|i| deployment_pod("shop", "web", i, &image))
+        .chain((0..2).map(|i| deployment_pod("shop", "api", i, &image)))
+        .collect();
+    let r = start(cluster, docker_hub_missing(), Leader::Held);
+    // web: one Event; api (two Pods): one Event and one on each Pod; the summary.
+    let events = r.wait_for_events(5).await;
+    r.settle().await;
+    assert_eq!(r.events().len(), 5, "{:#?}", r.events());
+    let on_web: Vec<&Seen> = events
+        .iter()
+        .filter(|e| e.body["regarding"]["name"] == "web")
+        .collect();
+    assert_eq!(on_web.len(), 1, "{on_web:#?}");
+    let web = &on_web[0];
+    assert_eq!(web.method, Method::POST);
+    assert_eq!(web.path, "/apis/events.k8s.io/v1/namespaces/shop/events");
+    assert_eq!(web.body["regarding"]["kind"], "Deployment");
+    assert_eq!(web.body["regarding"]["apiVersion"], "apps/v1");
+    // Read once, so that kubectl describe deployment shows the Event.
+    assert_eq!(web.body["regarding"]["uid"], "uid-web-deployment");
+    let api_event = events
+        .iter()
+        .find(|e| e.body["regarding"]["name"] == "api")
+        .unwrap();
+    assert!(
+        api_event.body["regarding"].get("uid").is_none(),
+        "a Deployment that cannot be read: the Event goes out without its UID"
+    );
+    assert_eq!(web.body["reason"], "PullThroughCacheRuleMissing");
+    assert_eq!(web.body["type"], "Warning");
+    assert_eq!(web.body["action"], "CheckPullThroughCacheRules");
+    assert_eq!(web.body["reportingController"], "pullthrough");
+    assert_eq!(web.body["reportingInstance"], IDENTITY);
+    assert_eq!(
+        web.body["metadata"]["annotations"]["pullthrough.dev/cause"],
+        "docker.io"
+    );
+    let note = web.body["note"].as_str().unwrap();
+    assert!(
+        note.contains("12 of the 12 Pods of Deployment web are affected: web-5d8f9c7b4-00000: Container c0 cannot pull"),
+        "{note}"
+    );
+    assert!(
+        note.contains("aws ecr create-pull-through-cache-rule"),
+        "{note}"
+    );
+    assert!(note.len() <= 1024);
+    assert!(
+        !events.iter().any(|e| e.body["regarding"]["kind"] == "Pod"
+            && e.body["regarding"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("web-")),
+        "no Event on each of web's twelve Pods"
+    );
+    let on_api_pods = events
+        .iter()
+        .filter(|e| {
+            e.body["regarding"]["kind"] == "Pod"
+                && e.body["regarding"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("api-")
+        })
+        .count();
+    assert_eq!(
+        on_api_pods, 2,
+        "a workload with few Pods: each gets its own"
+    );
+    let summary = events
+        .iter()
+        .find(|e| e.body["reason"] == "PullThroughCacheRulesUnusable")
+        .unwrap();
+    assert!(
+        summary.body["note"]
+            .as_str()
+            .unwrap()
+            .contains("docker-hub (docker.io) missing, 14 Pods"),
+        "{}",
+        summary.body["note"]
+    );
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn a_replica_that_takes_over_the_lease_repeats_nothing_and_continues_the_series() {
+    let cluster = Arc::new(Mutex::new(shop()));
+    let (lease_a, held_a) = watch::channel(true);
+    let a = start_on(
+        cluster.clone(),
+        docker_hub_missing(),
+        Leader::Given(held_a),
+        "reconciler-0",
+        |_| {},
+    );
+    a.wait_for_events(2).await;
+    let first = posts(&a);
+    // The other replica watches meanwhile, with a short resend interval so that the repeat
+    // comes within the test.
+    let (lease_b, held_b) = watch::channel(false);
+    let b = start_on(
+        cluster.clone(),
+        docker_hub_missing(),
+        Leader::Given(held_b),
+        "reconciler-1",
+        |o| o.resend_interval = Duration::from_secs(1),
+    );
+    b.wait_ready().await;
+    // The holder stops; the other takes the Lease.
+    lease_a.send(false).unwrap();
+    a.stop().await;
+    let lists_before = event_lists(&cluster);
+    lease_b.send(true).unwrap();
+    for _ in 0..200 {
+        if event_lists(&cluster) > lists_before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        event_lists(&cluster) > lists_before,
+        "the new holder lists the Events"
+    );
+    let list = cluster
+        .lock()
+        .unwrap()
+        .seen
+        .iter()
+        .rev()
+        .find(|s| s.path == "/apis/events.k8s.io/v1/events")
+        .cloned()
+        .unwrap();
+    assert!(
+        list.query
+            .contains("fieldSelector=reportingController%3Dpullthrough"),
+        "{}",
+        list.query
+    );
+    b.settle().await;
+    assert_eq!(
+        posts(&b).len(),
+        2,
+        "nothing new was created: {:#?}",
+        b.events()
+    );
+    // After the resend interval, the standing Events are repeated as series of the same objects.
+    for _ in 0..200 {
+        if patches(&b).len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let repeats = patches(&b);
+    assert_eq!(repeats.len(), 2, "{:#?}", b.events());
+    for (repeat, created) in repeats.iter().zip(&first) {
+        let name = created.body["metadata"]["name"].as_str().unwrap();
+        assert!(
+            repeat.path.ends_with(&format!("/events/{name}")),
+            "{}",
+            repeat.path
+        );
+        assert_eq!(repeat.body["series"]["count"], 2);
+        assert!(repeat.body["series"]["lastObservedTime"].is_string());
+        assert!(
+            repeat.body.get("reportingInstance").is_none(),
+            "only the series changes"
+        );
+    }
+    assert_eq!(posts(&b).len(), 2, "{:#?}", b.events());
+    let stored = cluster.lock().unwrap().events.clone();
+    assert_eq!(
+        stored.len(),
+        2,
+        "one object per Pod and cause, and the summary"
+    );
+    assert!(
+        stored
+            .iter()
+            .all(|e| e["reportingInstance"] == "reconciler-0")
+    );
+    drop(lease_b);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_restarted_reconciler_repeats_nothing() {
+    let cluster = Arc::new(Mutex::new(shop()));
+    let first = start_on(
+        cluster.clone(),
+        docker_hub_missing(),
+        Leader::Held,
+        IDENTITY,
+        |_| {},
+    );
+    first.wait_for_events(2).await;
+    first.stop().await;
+    let again = start_on(
+        cluster.clone(),
+        docker_hub_missing(),
+        Leader::Held,
+        IDENTITY,
+        |_| {},
+    );
+    again.wait_ready().await;
+    again.wait_passes(1).await;
+    again.settle().await;
+    assert_eq!(again.events().len(), 2, "{:#?}", again.events());
+    assert!(
+        again
+            .metrics
+            .render()
+            .contains("pullthrough_reconciler_standing_warnings 2")
+    );
+    again.stop().await;
+}
+
+#[tokio::test]
+async fn a_cause_that_ended_while_nobody_held_the_lease_gets_its_resolution() {
+    let cluster = Arc::new(Mutex::new(shop()));
+    let first = start_on(
+        cluster.clone(),
+        docker_hub_missing(),
+        Leader::Held,
+        IDENTITY,
+        |_| {},
+    );
+    first.wait_for_events(2).await;
+    first.stop().await;
+    // The rule was created while no reconciler ran.
+    let next = start_on(
+        cluster.clone(),
+        all_present(),
+        Leader::Held,
+        "reconciler-1",
+        |_| {},
+    );
+    let events = next.wait_for_events(4).await;
+    next.settle().await;
+    assert_eq!(next.events().len(), 4, "{:#?}", next.events());
+    let restored = events
+        .iter()
+        .find(|e| is_pod_event(e, "uid-web") && e.body["type"] == "Normal")
+        .expect("Normal event on shop/web");
+    assert_eq!(restored.method, Method::POST);
+    assert_eq!(restored.body["reason"], "PullThroughCacheRuleRestored");
+    assert_eq!(
+        restored.body["metadata"]["annotations"]["pullthrough.dev/resolves"],
+        "PullThroughCacheRuleMissing"
+    );
+    assert!(
+        restored.body["note"]
+            .as_str()
+            .unwrap()
+            .contains("docker.io is usable again")
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.body["reason"] == "PullThroughCacheRulesReady")
+    );
+    // And a third start finds nothing standing.
+    next.stop().await;
+    let third = start_on(
+        cluster.clone(),
+        all_present(),
+        Leader::Held,
+        IDENTITY,
+        |_| {},
+    );
+    third.wait_ready().await;
+    third.wait_passes(1).await;
+    third.settle().await;
+    assert_eq!(third.events().len(), 4, "{:#?}", third.events());
+    third.stop().await;
+}
+
+#[tokio::test]
+async fn nothing_is_published_until_the_published_events_are_known() {
+    let mut cluster = shop();
+    cluster.failing_event_lists = 1;
+    let r = start(cluster, docker_hub_missing(), Leader::Held);
+    r.wait_ready().await;
+    for _ in 0..200 {
+        if r.metrics.render().contains("kind=\"event_list\"} 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(r.events().is_empty(), "{:#?}", r.events());
+    // The list is retried after a back-off of at least a second; then the Warnings go out.
+    let events = r.wait_for_events(2).await;
+    assert_eq!(events.len(), 2);
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn the_rate_limit_holds_events_back_for_later_passes() {
+    let mut cluster = shop();
+    for i in 0..6 {
+        cluster.pods.push(pod(
+            "shop",
+            &format!("job-{i}"),
+            &format!("uid-job-{i}"),
+            &["redis:7"],
+        ));
+    }
+    let r = start_on(
+        Arc::new(Mutex::new(cluster)),
+        docker_hub_missing(),
+        Leader::Held,
+        IDENTITY,
+        |o| {
+            o.event_rate = 20.0;
+            o.event_burst = 2;
+        },
+    );
+    // Seven bare Pods and the summary: eight Events, two at once, the rest as tokens come.
+    let events = r.wait_for_events(8).await;
+    r.settle().await;
+    assert_eq!(r.events().len(), 8, "{events:#?}");
+    let rendered = r.metrics.render();
+    let held: u64 = rendered
+        .lines()
+        .find_map(|l| l.strip_prefix("pullthrough_events_rate_limited_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(held >= 6, "{rendered}");
     r.stop().await;
 }

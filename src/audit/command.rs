@@ -158,7 +158,7 @@ pub async fn run(args: &AuditArgs) -> anyhow::Result<bool> {
         let Some(record) = PodRecord::from_pod(pod) else {
             continue;
         };
-        if !scope.contains(&record.namespace) {
+        if !scope.contains(&*record.namespace) {
             continue;
         }
         // Owners are read only for Pods that appear in the output.
@@ -259,12 +259,12 @@ impl Owners {
             });
         }
         let key = (
-            record.namespace.clone(),
+            record.namespace.to_string(),
             direct.kind.clone(),
             direct.name.clone(),
         );
         if let Some(known) = self.seen.get(&key) {
-            return known.clone().or_else(|| record.owner.clone());
+            return known.clone().or_else(|| record.owner.as_deref().cloned());
         }
         let read = if direct.kind == "ReplicaSet" {
             self.owner_of::<ReplicaSet>(&record.namespace, &direct.name)
@@ -289,7 +289,7 @@ impl Owners {
             }
         };
         self.seen.insert(key, found.clone());
-        found.or_else(|| record.owner.clone())
+        found.or_else(|| record.owner.as_deref().cloned())
     }
 
     /// The controller of a namespaced object, `None` when it has none.

@@ -108,6 +108,13 @@ pub struct Facts {
     pub rule_usable_since: BTreeMap<String, SystemTime>,
 }
 
+/// Nothing known about the past.
+pub static NO_FACTS: Facts = Facts {
+    opted_in_at: BTreeMap::new(),
+    not_opted_in: BTreeSet::new(),
+    rule_usable_since: BTreeMap::new(),
+};
+
 /// Why a container is likely to bypass the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LikelyCause {
@@ -131,13 +138,13 @@ pub enum LikelyCause {
 impl LikelyCause {
     /// Infers the cause for one registry's containers of `pod`.
     pub fn infer(facts: &Facts, pod: &PodRecord, registry: &str) -> Self {
-        if facts.not_opted_in.contains(&pod.namespace) {
+        if facts.not_opted_in.contains(&*pod.namespace) {
             return Self::NamespaceNotOptedIn;
         }
         let Some(created) = pod.created else {
             return Self::WebhookUnreachable;
         };
-        if let Some(&opted_in) = facts.opted_in_at.get(&pod.namespace)
+        if let Some(&opted_in) = facts.opted_in_at.get(&*pod.namespace)
             && created < opted_in
         {
             return Self::BeforeNamespaceOptIn { opted_in };
@@ -295,7 +302,7 @@ pub fn notices(
             fix(
                 &pod.namespace,
                 &pod.name,
-                pod.owner.as_ref(),
+                pod.owner.as_deref(),
                 LikelyCause::WebhookUnreachable
             ),
         );
@@ -447,12 +454,13 @@ mod tests {
             namespace: "shop".into(),
             name: "web-7d4b9c-x2x9z".into(),
             uid: "u1".into(),
-            labels: BTreeMap::new(),
-            owner_kinds: vec!["ReplicaSet".into()],
-            owner: Some(Owner {
+            labels: std::sync::Arc::default(),
+            owner_kinds: vec!["ReplicaSet".to_owned()].into(),
+            owner: Some(std::sync::Arc::new(Owner {
                 kind: "Deployment".into(),
                 name: "web".into(),
-            }),
+            })),
+            owner_uid: None,
             opted_out: false,
             containers: images
                 .iter()
@@ -548,18 +556,16 @@ mod tests {
         opted_out.opted_out = true;
         assert!(bypasses(&c, &r, &opted_out).is_empty());
         let mut skip_label = pod(&[("app", "nginx:1.27")]);
-        skip_label
-            .labels
-            .insert("pullthrough.dev/skip".into(), "true".into());
+        std::sync::Arc::make_mut(&mut skip_label.labels).insert("pullthrough.dev/skip".into(), "true".into());
         assert!(bypasses(&c, &r, &skip_label).is_empty());
         let mut labelled = pod(&[("app", "nginx:1.27")]);
-        labelled.labels.insert("app".into(), "postgres".into());
+        std::sync::Arc::make_mut(&mut labelled.labels).insert("app".into(), "postgres".into());
         assert!(bypasses(&c, &r, &labelled).is_empty());
         let mut other_label = pod(&[("app", "nginx:1.27")]);
-        other_label.labels.insert("app".into(), "web".into());
+        std::sync::Arc::make_mut(&mut other_label.labels).insert("app".into(), "web".into());
         assert_eq!(bypasses(&c, &r, &other_label).len(), 1);
         let mut owned = pod(&[("app", "nginx:1.27")]);
-        owned.owner_kinds = vec!["Cluster".into()];
+        owned.owner_kinds = vec!["Cluster".to_owned()].into();
         assert!(bypasses(&c, &r, &owned).is_empty());
     }
 
@@ -705,7 +711,7 @@ mod tests {
     fn a_bare_pod_is_named_and_recreated() {
         let mut p = pod(&[("app", "nginx:1.27")]);
         p.owner = None;
-        p.owner_kinds.clear();
+        p.owner_kinds = Vec::new().into();
         let found = notices(&config(), &present(), &Facts::default(), &p);
         assert!(
             found[0]

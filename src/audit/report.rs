@@ -116,7 +116,7 @@ impl Report {
         for b in bypasses(config, rules, pod) {
             let cause = LikelyCause::infer(facts, pod, &b.registry);
             self.bypassing.push(Row {
-                namespace: pod.namespace.clone(),
+                namespace: pod.namespace.to_string(),
                 owner: owner.map(|o| OwnerRef {
                     kind: o.kind.clone(),
                     name: o.name.clone(),
@@ -253,7 +253,6 @@ fn align<const N: usize>(rows: &[[String; N]]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::time::{Duration, SystemTime};
 
     use super::*;
@@ -273,9 +272,10 @@ mod tests {
             namespace: ns.into(),
             name: name.into(),
             uid: format!("uid-{name}"),
-            labels: BTreeMap::new(),
-            owner_kinds: Vec::new(),
+            labels: std::sync::Arc::default(),
+            owner_kinds: Vec::new().into(),
             owner: None,
+            owner_uid: None,
             opted_out: false,
             containers: images
                 .iter()

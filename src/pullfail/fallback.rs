@@ -98,7 +98,7 @@ pub fn plan(
         return None;
     }
     Some(FallbackPlan {
-        namespace: pod.namespace.clone(),
+        namespace: pod.namespace.to_string(),
         name: pod.name.clone(),
         uid: pod.uid.clone(),
         switches,

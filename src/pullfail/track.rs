@@ -47,7 +47,7 @@ pub struct PodTarget {
 impl PodTarget {
     fn of(pod: &PodRecord) -> Self {
         Self {
-            namespace: pod.namespace.clone(),
+            namespace: pod.namespace.to_string(),
             name: pod.name.clone(),
             uid: pod.uid.clone(),
         }

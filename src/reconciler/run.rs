@@ -1,5 +1,7 @@
-//! The reconciler's I/O: watchers on opted-in namespaces and their Pods, one long-lived
-//! [`Recorder`], and the Lease that decides which replica publishes.
+//! The reconciler's I/O: watchers on opted-in namespaces and their Pods, the Event writer with its rate limit, and the Lease that decides which replica publishes.
+//!
+//! A replica that gains the Lease, or starts, first lists the Events already published and
+//! takes them as its record of standing Events, so that it repeats nothing the old holder said.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +13,7 @@ use futures::{Stream, StreamExt as _};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Pod};
 use kube::runtime::WatchStreamExt as _;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource as _};
 use kube_lease_manager::LeaseManagerBuilder;
@@ -20,7 +22,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use super::{ACTION, PodRecord, Publish, Severity, Target, Tracker, World};
+use super::rate::TokenBucket;
+use super::standing::{self, Seeding};
+use super::writer::EventWriter;
+use super::{
+    CHECKS, Interner, PodRecord, REASON_SUMMARY, REASON_SUMMARY_READY, Target, Tracker, World,
+};
 use crate::audit::selector::Selector;
 use crate::audit::{self, Facts, RuleHistory};
 use crate::config::Config;
@@ -33,13 +40,18 @@ const ALWAYS_EXCLUDED: &str = "kube-system";
 /// However quiet things are, the reconciler looks again this often, for Warnings due to be
 /// re-sent.
 const RECHECK: Duration = Duration::from_mins(1);
+/// Pods per page of a list.
+const PAGE: u32 = 500;
+/// The interner drops what no Pod uses any more after this many deletions.
+const PRUNE_EVERY: u64 = 1024;
 
 /// Metrics of the reconciler.
 #[derive(Clone)]
 pub struct ReconcilerMetrics {
     /// Reconcile passes that planned Events.
     pub runs: IntCounter,
-    /// Failures by kind (`pod_watch`, `namespace_watch`, `event_publish`, `lease`).
+    /// Failures by kind (`pod_watch`, `namespace_watch`, `event_list`, `event_publish`,
+    /// `lease`).
     pub failures: IntCounterVec,
     /// Events published, by reason.
     pub events: IntCounterVec,
@@ -49,10 +61,12 @@ pub struct ReconcilerMetrics {
     pub pods: IntGauge,
     /// Warnings standing (published and not yet resolved).
     pub standing: IntGauge,
-    /// Pull failures and fallbacks.
-    pub pulls: crate::pullfail::run::PullMetrics,
+    /// Publications the rate limit held back for a later pass.
+    pub rate_limited: IntCounter,
     /// Containers running upstream images the webhook would rewrite, by registry.
     pub bypassing: IntGaugeVec,
+    /// Pull failures and fallbacks.
+    pub pulls: crate::pullfail::run::PullMetrics,
 }
 
 impl ReconcilerMetrics {
@@ -66,7 +80,7 @@ impl ReconcilerMetrics {
             failures: IntCounterVec::new(
                 Opts::new(
                     "reconcile_failures_total",
-                    "Reconciler failures, by kind (pod_watch, namespace_watch, event_publish, lease)",
+                    "Reconciler failures, by kind (pod_watch, namespace_watch, event_list, event_publish, lease)",
                 ),
                 &["kind"],
             )?,
@@ -86,7 +100,10 @@ impl ReconcilerMetrics {
                 "reconciler_standing_warnings",
                 "Warnings published and not yet resolved",
             )?,
-            pulls: crate::pullfail::run::PullMetrics::register(registry)?,
+            rate_limited: IntCounter::new(
+                "events_rate_limited_total",
+                "Event publications the rate limit held back for a later pass",
+            )?,
             bypassing: IntGaugeVec::new(
                 Opts::new(
                     "bypassing_containers",
@@ -94,6 +111,7 @@ impl ReconcilerMetrics {
                 ),
                 &["registry"],
             )?,
+            pulls: crate::pullfail::run::PullMetrics::register(registry)?,
         };
         registry.register(Box::new(m.runs.clone()))?;
         registry.register(Box::new(m.failures.clone()))?;
@@ -101,6 +119,7 @@ impl ReconcilerMetrics {
         registry.register(Box::new(m.leader.clone()))?;
         registry.register(Box::new(m.pods.clone()))?;
         registry.register(Box::new(m.standing.clone()))?;
+        registry.register(Box::new(m.rate_limited.clone()))?;
         registry.register(Box::new(m.bypassing.clone()))?;
         Ok(m)
     }
@@ -123,20 +142,27 @@ pub struct Options {
     pub resend_interval: Duration,
     /// How often the reconcile loop wakes up to look for changes.
     pub tick: Duration,
+    /// Events published per second, on average.
+    pub event_rate: f64,
+    /// Events published at once before the rate applies.
+    pub event_burst: u32,
 }
 
 #[derive(Default)]
 struct Inventory {
     pods: HashMap<String, PodRecord>,
+    interner: Interner,
     pods_synced: bool,
     namespaces: BTreeSet<String>,
     namespaces_synced: bool,
-    /// When each opted-in namespace was opted in, where its managed fields tell.
-    opted_in_at: BTreeMap<String, SystemTime>,
     /// Bumped on every change, so the loop knows when to look again.
     generation: u64,
     /// UIDs of Pods deleted since the loop last looked.
     deleted: Vec<String>,
+    /// Pods deleted since the start, to prune the interner now and then.
+    removed: u64,
+    /// When each opted-in namespace was opted in, where its managed fields tell.
+    opted_in_at: BTreeMap<String, SystemTime>,
 }
 
 type Shared = Arc<Mutex<Inventory>>;
@@ -211,15 +237,27 @@ impl Reconciler {
         leader: watch::Receiver<bool>,
         mut stop: watch::Receiver<bool>,
     ) {
-        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        let writer = EventWriter::new(self.client.clone(), self.reporter.clone());
         let mut tracker = Tracker::new(self.options.resend_interval);
+        // Pull failures and fallbacks keep their own record: a fallback acts on a Pod, and
+        // its first-seen times outlive a pass.
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
         let mut pulls = crate::pullfail::track::PullTracker::new(self.options.resend_interval);
         let mut rule_history = RuleHistory::default();
+        let mut bucket = TokenBucket::new(
+            self.options.event_rate,
+            self.options.event_burst,
+            Instant::now(),
+        );
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_mins(5));
         let mut retry_at: Option<Instant> = None;
         let mut deployment: Option<Option<ObjectReference>> = None;
         let mut last: Option<(u64, usize, usize)> = None;
         let mut last_run = Instant::now();
+        // Whether the record of standing Events was read from the cluster since this replica
+        // last gained the Lease.
+        let mut seeded = false;
+        let mut uids: HashMap<(String, String), Option<String>> = HashMap::new();
         let mut ticker = tokio::time::interval(self.options.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -241,19 +279,45 @@ impl Reconciler {
                 tracker.forget(&uid);
                 pulls.forget(&uid);
             }
+            // Every replica keeps the history, so that a new Lease holder knows it too.
+            rule_history.observe(&self.rules.load());
+            if !is_leader {
+                // Only the replica that publishes says how many containers bypass the cache.
+                self.metrics.bypassing.reset();
+                // Another replica publishes meanwhile: what this one knew goes stale.
+                seeded = false;
+            }
             if !synced {
                 continue;
             }
             self.ready.store(true, Ordering::Release);
-            // Every replica keeps the history, so that a new Lease holder knows it too.
-            rule_history.observe(&self.rules.load());
             let now = Instant::now();
-            if !is_leader {
-                // Only the replica that publishes says how many containers bypass the cache.
-                self.metrics.bypassing.reset();
-            }
             if !is_leader || retry_at.is_some_and(|t| now < t) {
                 continue;
+            }
+            if deployment.is_none() {
+                deployment = Some(self.deployment_ref().await);
+            }
+            if !seeded {
+                match self.seed(&writer, &inventory).await {
+                    Ok(standing) => {
+                        info!(
+                            standing = standing.len(),
+                            "read the Events already published"
+                        );
+                        tracker.seed(standing);
+                        uids.clear();
+                        seeded = true;
+                        last = None;
+                    }
+                    Err(e) => {
+                        self.metrics.failure("event_list");
+                        let delay = backoff.next_delay().max(Duration::from_secs(1));
+                        warn!(error = %e, retry_in = ?delay, "cannot list the Events already published; publishing nothing until they are known");
+                        retry_at = Some(Instant::now() + delay);
+                        continue;
+                    }
+                }
             }
             let config = self.config.load_full();
             let rules = self.rules.load_full();
@@ -262,11 +326,11 @@ impl Reconciler {
                 Arc::as_ptr(&config) as usize,
                 Arc::as_ptr(&rules) as usize,
             );
-            if last == Some(signature) && last_run.elapsed() < RECHECK && !pulls.due(&config, now) {
+            if last == Some(signature)
+                && last_run.elapsed() < RECHECK.min(self.options.resend_interval)
+                && !pulls.due(&config, now)
+            {
                 continue;
-            }
-            if deployment.is_none() {
-                deployment = Some(self.deployment_ref().await);
             }
             let summary_ref = deployment.clone().flatten();
             let planned = {
@@ -275,9 +339,9 @@ impl Reconciler {
                     .pods
                     .values()
                     .filter(|p| {
-                        inv.namespaces.contains(&p.namespace)
-                            && p.namespace != self.options.own_namespace
-                            && p.namespace != ALWAYS_EXCLUDED
+                        inv.namespaces.contains(&*p.namespace)
+                            && *p.namespace != *self.options.own_namespace
+                            && &*p.namespace != ALWAYS_EXCLUDED
                     })
                     .collect();
                 self.metrics
@@ -306,7 +370,7 @@ impl Reconciler {
                     audit: &facts,
                 };
                 (
-                    tracker.plan(&world, summary_ref.is_some(), now),
+                    tracker.plan(&world, CHECKS, summary_ref.is_some(), now),
                     pulls.plan(&config, &rules, &pods, now),
                 )
             };
@@ -314,18 +378,34 @@ impl Reconciler {
             self.metrics.pulls.count(&pull_plan);
             self.metrics.runs.inc();
             let mut failed = false;
-            for event in planned {
-                match publish(&recorder, &event, summary_ref.as_ref()).await {
-                    Ok(()) => {
-                        tracker.published(&event, Instant::now());
+            let mut held_back = 0usize;
+            for mut event in planned {
+                if !bucket.try_take(Instant::now()) {
+                    held_back += 1;
+                    continue;
+                }
+                if let Target::Workload(w) = &mut event.target
+                    && w.uid.is_none()
+                    && w.kind == "Deployment"
+                {
+                    w.uid = self.deployment_uid(&mut uids, &w.namespace, &w.name).await;
+                }
+                match writer.write(&event, summary_ref.as_ref()).await {
+                    Ok(written) => {
+                        let (name, count) = written.map_or((None, 1), |w| (Some(w.name), w.count));
+                        tracker.published(&event, name, count, Instant::now());
                         self.metrics.events.with_label_values(&[event.reason]).inc();
                         match &event.target {
                             Target::Pod(p) => info!(
-                                reason = event.reason, namespace = %p.namespace, pod = %p.name,
+                                reason = event.reason, namespace = %p.namespace, pod = %p.name, count,
+                                "event published"
+                            ),
+                            Target::Workload(w) => info!(
+                                reason = event.reason, namespace = %w.namespace, kind = %w.kind, name = %w.name, count,
                                 "event published"
                             ),
                             Target::Deployment => {
-                                info!(reason = event.reason, "summary event published");
+                                info!(reason = event.reason, count, "summary event published");
                             }
                         }
                     }
@@ -357,53 +437,86 @@ impl Reconciler {
                 retry_at = Some(Instant::now() + delay);
                 failed = true;
             }
+            if held_back > 0 {
+                // What the rate limit held back stays due and goes out on later passes.
+                debug!(held_back, "event rate limit reached");
+                self.metrics.rate_limited.inc_by(held_back as u64);
+            }
             if !failed {
                 backoff.reset();
                 retry_at = None;
-                last = Some(signature);
-                last_run = now;
+                if held_back == 0 {
+                    last = Some(signature);
+                    last_run = now;
+                }
             }
             self.metrics
                 .standing
                 .set(i64::try_from(tracker.standing()).unwrap_or(i64::MAX));
         }
     }
-}
 
-async fn publish(
-    recorder: &Recorder,
-    event: &Publish,
-    deployment: Option<&ObjectReference>,
-) -> Result<(), kube::Error> {
-    let reference = match &event.target {
-        Target::Pod(p) => ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            name: Some(p.name.clone()),
-            namespace: Some(p.namespace.clone()),
-            uid: Some(p.uid.clone()),
-            ..ObjectReference::default()
-        },
-        Target::Deployment => match deployment {
-            Some(d) => d.clone(),
-            None => return Ok(()),
-        },
-    };
-    recorder
-        .publish(
-            &Event {
-                type_: match event.severity {
-                    Severity::Normal => EventType::Normal,
-                    Severity::Warning => EventType::Warning,
-                },
-                reason: event.reason.to_owned(),
-                note: Some(event.note.clone()),
-                action: ACTION.to_owned(),
-                secondary: None,
-            },
-            &reference,
-        )
-        .await
+    /// The UID of a Deployment an Event goes on, read once: a Pod names its Deployment only
+    /// through its ReplicaSet, and `kubectl describe` shows only Events that carry the UID.
+    /// `None` when it does not exist (the Event goes out without it); a failed read is tried
+    /// again with the next Event.
+    async fn deployment_uid(
+        &self,
+        uids: &mut HashMap<(String, String), Option<String>>,
+        namespace: &str,
+        name: &str,
+    ) -> Option<String> {
+        let key = (namespace.to_owned(), name.to_owned());
+        if let Some(uid) = uids.get(&key) {
+            return uid.clone();
+        }
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+        let uid = match api.get_metadata(name).await {
+            Ok(d) => d.metadata.uid,
+            Err(kube::Error::Api(status)) if status.is_not_found() => None,
+            Err(e) => {
+                debug!(namespace, deployment = name, error = %e, "cannot read a Deployment's UID");
+                return None;
+            }
+        };
+        uids.insert(key, uid.clone());
+        uid
+    }
+
+    /// The record of standing Events, from the Events this controller already published in
+    /// the opted-in namespaces and its own.
+    async fn seed(
+        &self,
+        writer: &EventWriter,
+        inventory: &Shared,
+    ) -> Result<HashMap<standing::EventKey, standing::Standing>, kube::Error> {
+        let events = writer.list().await?;
+        let namespaces = lock(inventory).namespaces.clone();
+        let reasons: Vec<&'static str> = CHECKS
+            .iter()
+            .flat_map(|c| c.reasons.iter().copied())
+            .chain([REASON_SUMMARY])
+            .collect();
+        let resolutions: Vec<&'static str> = CHECKS
+            .iter()
+            .flat_map(|c| c.resolutions.iter().copied())
+            .chain([REASON_SUMMARY_READY])
+            .collect();
+        let seeding = Seeding {
+            controller: writer.controller(),
+            own_namespace: &self.options.own_namespace,
+            deployment: self.options.deployment.as_deref(),
+            namespaces: &namespaces,
+            reasons: &reasons,
+            resolutions: &resolutions,
+        };
+        Ok(standing::from_events(
+            &events,
+            &seeding,
+            k8s_openapi::jiff::Timestamp::now(),
+            Instant::now(),
+        ))
+    }
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).
@@ -455,10 +568,11 @@ async fn watch_pods(
     metrics: ReconcilerMetrics,
     stop: watch::Receiver<bool>,
 ) {
-    // Finished Pods pull nothing more.
+    // Finished Pods pull nothing more. Lists are paged (not served whole from the API server's
+    // cache), so that no more than a page of full Pods is held while their records are made.
     let config = watcher::Config::default()
         .fields("status.phase!=Succeeded,status.phase!=Failed")
-        .any_semantic();
+        .page_size(PAGE);
     let stream = watcher(api, config).default_backoff();
     let mut fresh: Option<HashMap<String, PodRecord>> = None;
     drive(stream, "pod_watch", &metrics, stop, |event| {
@@ -466,7 +580,9 @@ async fn watch_pods(
         match event {
             watcher::Event::Init => fresh = Some(HashMap::new()),
             watcher::Event::InitApply(pod) => {
-                if let (Some(fresh), Some(record)) = (fresh.as_mut(), PodRecord::from_pod(&pod)) {
+                if let Some(fresh) = fresh.as_mut()
+                    && let Some(record) = PodRecord::interned(&pod, &mut inv.interner)
+                {
                     fresh.insert(record.uid.clone(), record);
                 }
             }
@@ -480,11 +596,12 @@ async fn watch_pods(
                     .collect();
                 inv.deleted.extend(gone);
                 inv.pods = fresh;
+                inv.interner.prune();
                 inv.pods_synced = true;
                 inv.generation += 1;
             }
             watcher::Event::Apply(pod) => {
-                if let Some(record) = PodRecord::from_pod(&pod)
+                if let Some(record) = PodRecord::interned(&pod, &mut inv.interner)
                     && inv.pods.get(&record.uid) != Some(&record)
                 {
                     inv.pods.insert(record.uid.clone(), record);
@@ -497,6 +614,10 @@ async fn watch_pods(
                 {
                     inv.deleted.push(uid);
                     inv.generation += 1;
+                    inv.removed += 1;
+                    if inv.removed.is_multiple_of(PRUNE_EVERY) {
+                        inv.interner.prune();
+                    }
                 }
             }
         }

@@ -71,8 +71,14 @@ pub struct Cluster {
     pub namespaces: Vec<Value>,
     pub lease: Option<Value>,
     pub deployment_uid: Option<String>,
+    /// Workload Deployments, answered by GET.
+    pub deployments: Vec<Value>,
     /// Answer event writes with this status instead of accepting them.
     pub reject_events: Option<u16>,
+    /// Events as stored: created by POST, their series patched by PATCH, listed by GET.
+    pub events: Vec<Value>,
+    /// Answer this many event lists with a 500 first.
+    pub failing_event_lists: usize,
     /// Answer this many Pod lists with a 500 first.
     pub failing_pod_lists: usize,
     /// End every watch at once instead of keeping it open.
@@ -212,8 +218,49 @@ pub fn answer(
                 &json!({"kind": "Status", "apiVersion": "v1", "code": 500, "message": "etcd timeout"}),
             )
         }
-        ("GET", "/api/v1/pods") => reply(200, &list("PodList", &c.pods)),
+        ("GET", "/api/v1/pods") => {
+            // Paged as the API server pages a list read from etcd: `limit` items from the
+            // offset that `continue` carries.
+            let param = |name: &str| {
+                query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            };
+            let from: usize = param("continue").and_then(|c| c.parse().ok()).unwrap_or(0);
+            // A list at resourceVersion 0 is served whole from the API server's cache, whatever
+            // its limit.
+            let cached = param("resourceVersion") == Some("0");
+            let limit: usize = param("limit")
+                .filter(|_| !cached)
+                .and_then(|l| l.parse().ok())
+                .filter(|l| *l > 0)
+                .unwrap_or(usize::MAX);
+            let end = from.saturating_add(limit).min(c.pods.len());
+            let mut page = list("PodList", &c.pods[from.min(end)..end]);
+            if end < c.pods.len() {
+                page["metadata"]["continue"] = json!(end.to_string());
+            }
+            reply(200, &page)
+        }
         ("GET", "/api/v1/namespaces") => reply(200, &list("NamespaceList", &c.namespaces)),
+        ("GET", p)
+            if p.starts_with("/apis/apps/v1/namespaces/")
+                && p != format!(
+                    "/apis/apps/v1/namespaces/{OWN_NAMESPACE}/deployments/{DEPLOYMENT}"
+                ) =>
+        {
+            let found = c.deployments.iter().find(|d| {
+                p == format!(
+                    "/apis/apps/v1/namespaces/{}/deployments/{}",
+                    d["metadata"]["namespace"].as_str().unwrap_or_default(),
+                    d["metadata"]["name"].as_str().unwrap_or_default()
+                )
+            });
+            match found {
+                Some(d) => reply(200, d),
+                None => not_found("deployment"),
+            }
+        }
         ("GET", p)
             if p == format!(
                 "/apis/apps/v1/namespaces/{OWN_NAMESPACE}/deployments/{DEPLOYMENT}"
@@ -228,6 +275,29 @@ pub fn answer(
                 None => not_found("deployment"),
             }
         }
+        ("GET", "/apis/events.k8s.io/v1/events") if c.failing_event_lists > 0 => {
+            c.failing_event_lists -= 1;
+            reply(
+                500,
+                &json!({"kind": "Status", "apiVersion": "v1", "code": 500, "message": "etcd timeout"}),
+            )
+        }
+        ("GET", "/apis/events.k8s.io/v1/events") => {
+            let controller = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("fieldSelector=reportingController%3D"));
+            let items: Vec<Value> = c
+                .events
+                .iter()
+                .filter(|e| controller.is_none_or(|want| e["reportingController"] == want))
+                .cloned()
+                .collect();
+            reply(
+                200,
+                &json!({"apiVersion": "events.k8s.io/v1", "kind": "EventList",
+                                "metadata": {"resourceVersion": "10"}, "items": items}),
+            )
+        }
         ("POST", p) if p.starts_with("/apis/events.k8s.io/v1/namespaces/") => {
             if let Some(status) = c.reject_events {
                 return reply(
@@ -235,9 +305,25 @@ pub fn answer(
                     &json!({"kind": "Status", "apiVersion": "v1", "code": status}),
                 );
             }
+            c.events.push(body.clone());
             reply(201, body)
         }
-        ("PATCH", p) if p.starts_with("/apis/events.k8s.io/v1/namespaces/") => reply(200, body),
+        ("PATCH", p) if p.starts_with("/apis/events.k8s.io/v1/namespaces/") => {
+            if let Some(status) = c.reject_events {
+                return reply(
+                    status,
+                    &json!({"kind": "Status", "apiVersion": "v1", "code": status}),
+                );
+            }
+            let name = p.rsplit('/').next().unwrap_or_default();
+            match c.events.iter_mut().find(|e| e["metadata"]["name"] == name) {
+                Some(event) => {
+                    merge(event, body);
+                    reply(200, event)
+                }
+                None => not_found("event"),
+            }
+        }
         ("PATCH", p) if p.starts_with("/api/v1/namespaces/") && p.contains("/pods/") => {
             let parts: Vec<&str> = p.split('/').collect();
             match parts.as_slice() {
