@@ -7,8 +7,8 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
-pub mod cache;
 pub mod audit;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod ecr;

@@ -716,10 +716,24 @@ async fn warns_on_a_pod_that_bypasses_the_cache() {
         ..Cluster::default()
     };
     let r = start(cluster, all_present(), Leader::Held);
-    let events = r.wait_for_events(1).await;
+    r.wait_for_events(2).await;
     r.settle().await;
-    assert_eq!(r.events().len(), 1, "{:#?}", r.events());
-    let event = &events[0];
+    // One Event on the Deployment, and, while it has few affected Pods, one on the Pod.
+    let events = r.events();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    let on_deployment = events
+        .iter()
+        .find(|e| e.body["regarding"]["kind"] == "Deployment")
+        .expect("an Event on the Deployment");
+    assert_eq!(on_deployment.body["regarding"]["name"], "web");
+    assert_eq!(
+        on_deployment.body["reason"],
+        "ImageBypassesPullThroughCache"
+    );
+    let event = events
+        .iter()
+        .find(|e| e.body["regarding"]["kind"] == "Pod")
+        .expect("an Event on the Pod");
     assert_eq!(event.method, Method::POST);
     assert_eq!(event.path, "/apis/events.k8s.io/v1/namespaces/shop/events");
     let body = &event.body;

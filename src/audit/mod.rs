@@ -556,7 +556,8 @@ mod tests {
         opted_out.opted_out = true;
         assert!(bypasses(&c, &r, &opted_out).is_empty());
         let mut skip_label = pod(&[("app", "nginx:1.27")]);
-        std::sync::Arc::make_mut(&mut skip_label.labels).insert("pullthrough.dev/skip".into(), "true".into());
+        std::sync::Arc::make_mut(&mut skip_label.labels)
+            .insert("pullthrough.dev/skip".into(), "true".into());
         assert!(bypasses(&c, &r, &skip_label).is_empty());
         let mut labelled = pod(&[("app", "nginx:1.27")]);
         std::sync::Arc::make_mut(&mut labelled.labels).insert("app".into(), "postgres".into());

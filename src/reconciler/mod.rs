@@ -65,20 +65,22 @@ pub struct Check {
 }
 
 /// The checks the reconciler runs over every Pod in scope.
-pub const CHECKS: &[Check] = &[Check {
-    name: "rules",
-    reasons: rule_check::REASONS,
-    resolutions: &[REASON_RESTORED],
-    ready: rule_check::ready,
-    run: rule_check::notices,
-},
-Check {
-    name: "bypass",
-    reasons: &[crate::audit::REASON_BYPASS],
-    resolutions: &[],
-    ready: |w| w.rules.is_known(),
-    run: |w, p| crate::audit::notices(w.config, w.rules, w.audit, p),
-}];
+pub const CHECKS: &[Check] = &[
+    Check {
+        name: "rules",
+        reasons: rule_check::REASONS,
+        resolutions: &[REASON_RESTORED],
+        ready: rule_check::ready,
+        run: rule_check::notices,
+    },
+    Check {
+        name: "bypass",
+        reasons: &[crate::audit::REASON_BYPASS],
+        resolutions: &[],
+        ready: |w| w.rules.is_known(),
+        run: |w, p| crate::audit::notices(w.config, w.rules, w.audit, p),
+    },
+];
 
 /// The Pods in scope and what is known of the rules, as of one reconcile.
 pub struct World<'a> {
