@@ -1,6 +1,6 @@
-//! Which objects, container lists and operations the rewrite covers.
+//! Which objects, image lists and operations the rewrite covers.
 
-/// The list a container sits in.
+/// The list an image sits in: a container list, or the pod's image volumes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ContainerKind {
     /// `initContainers` (native sidecars included).
@@ -9,6 +9,8 @@ pub enum ContainerKind {
     Main,
     /// `ephemeralContainers`.
     Ephemeral,
+    /// `volumes[].image`: an OCI image mounted as a volume (GA in Kubernetes 1.36).
+    ImageVolume,
 }
 
 impl ContainerKind {
@@ -18,6 +20,7 @@ impl ContainerKind {
             Self::Init => "initContainers",
             Self::Main => "containers",
             Self::Ephemeral => "ephemeralContainers",
+            Self::ImageVolume => "volumes",
         }
     }
 
@@ -27,6 +30,17 @@ impl ContainerKind {
             Self::Init => "init container",
             Self::Main => "container",
             Self::Ephemeral => "ephemeral container",
+            Self::ImageVolume => "image volume",
+        }
+    }
+
+    /// The key of an image of this kind in the record of originals: the container name, or
+    /// `volume/<name>` for an image volume (container names cannot hold a `/`, so the two
+    /// never clash).
+    pub fn record_key(self, name: &str) -> std::borrow::Cow<'_, str> {
+        match self {
+            Self::ImageVolume => std::borrow::Cow::Owned(format!("volume/{name}")),
+            _ => std::borrow::Cow::Borrowed(name),
         }
     }
 }
@@ -83,15 +97,23 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub(super) fn kinds(self) -> &'static [ContainerKind] {
-        match self {
-            Self::Create => &[
+    /// The lists this request may change in a pod of `target`. A Pod's volumes are immutable
+    /// after creation, but a workload's template may change them on update.
+    pub(super) fn kinds(self, target: TargetKind) -> &'static [ContainerKind] {
+        match (self, target) {
+            (Self::Create, _) => &[
                 ContainerKind::Init,
                 ContainerKind::Main,
                 ContainerKind::Ephemeral,
+                ContainerKind::ImageVolume,
             ],
-            Self::Update => &[ContainerKind::Init, ContainerKind::Main],
-            Self::EphemeralContainers => &[ContainerKind::Ephemeral],
+            (Self::Update, TargetKind::Pod) => &[ContainerKind::Init, ContainerKind::Main],
+            (Self::Update, _) => &[
+                ContainerKind::Init,
+                ContainerKind::Main,
+                ContainerKind::ImageVolume,
+            ],
+            (Self::EphemeralContainers, _) => &[ContainerKind::Ephemeral],
         }
     }
 }

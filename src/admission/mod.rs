@@ -32,7 +32,8 @@ use plan::WARNING_MAX_LEN;
 #[cfg(test)]
 use record::{object_text, write_object_literal};
 use view::{
-    ContainerView, GroupVersionKind, MetaView, OwnerView, RequestView, ReviewView, SpecView, Text,
+    ContainerView, GroupVersionKind, ImageVolumeView, MetaView, OwnerView, RequestView, ReviewView,
+    SpecView, Text, VolumeView,
 };
 
 /// The only AdmissionReview version served.

@@ -128,7 +128,10 @@ pub(super) fn image_pointer(base: &[&str], kind: ContainerKind, index: usize) ->
                 Token::new(kind.field()),
                 Token::from(index),
                 Token::new("image"),
-            ],
+            ]
+            .into_iter()
+            .chain((kind == ContainerKind::ImageVolume).then(|| Token::new("reference")))
+            .collect::<Vec<_>>(),
         )
     })
 }
@@ -141,14 +144,18 @@ fn push_tokens(path: &mut String, base: &[&str]) {
     }
 }
 
-/// Appends `/<base>/spec/<list>/<index>/image`.
+/// Appends `/<base>/spec/<list>/<index>/image`, and `/reference` for an image volume.
 fn push_image_path(path: &mut String, base: &[&str], kind: ContainerKind, index: usize) {
     push_tokens(path, base);
     path.push_str("/spec/");
     path.push_str(kind.field());
     path.push('/');
     push_decimal(path, index);
-    path.push_str("/image");
+    path.push_str(if kind == ContainerKind::ImageVolume {
+        "/image/reference"
+    } else {
+        "/image"
+    });
 }
 
 /// Appends `n` in decimal, without the formatting machinery (measurable once per image).

@@ -52,7 +52,8 @@ pub struct ImageOutcome<'c> {
     pub kind: ContainerKind,
     /// Index in that list.
     pub index: usize,
-    /// Container name, borrowed from the request where it can be.
+    /// Container name (volume name for an image volume), borrowed from the request where it
+    /// can be.
     pub container: Cow<'c, str>,
     /// The image as the request has it.
     pub image: Cow<'c, str>,
@@ -163,9 +164,10 @@ pub fn plan_object<'c>(
     };
     let old_spec = old_pod.and_then(ObjectView::spec);
 
-    let mut images = Vec::with_capacity(scope.kinds().iter().map(|&k| spec.list(k).len()).sum());
-    for (kind, index, container) in spec.containers(scope.kinds()) {
-        let Some(image_text) = container.image.as_ref() else {
+    let kinds = scope.kinds(target);
+    let mut images = Vec::with_capacity(kinds.iter().map(|&k| spec.len(k)).sum());
+    for (kind, index, name, image_text) in spec.all_images(kinds) {
+        let Some(image_text) = image_text else {
             continue;
         };
         let image = &**image_text;
@@ -177,9 +179,8 @@ pub fn plan_object<'c>(
         // rewritten (that would restart the container) nor reported again.
         if scope != Scope::Create {
             let unchanged = old_spec.is_some_and(|old| {
-                old.list(kind)
-                    .iter()
-                    .any(|c| c.name == container.name && c.image.as_deref() == Some(image))
+                old.images(kind)
+                    .any(|(n, i)| n == name && i.map(|i| &**i) == Some(image))
             });
             if unchanged {
                 decision = Decision::Skip(SkipReason::UnchangedOnUpdate);
@@ -188,7 +189,7 @@ pub fn plan_object<'c>(
         images.push(ImageOutcome {
             kind,
             index,
-            container: container.name.clone(),
+            container: name.clone(),
             image: image_text.clone(),
             decision,
             registry: mapping.map_or("other", |m| m.registry.as_str()),

@@ -11,8 +11,8 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::{
-    ContainerView, GroupVersionKind, MetaView, ObjectView, OwnerView, RequestView, ReviewView,
-    SpecView, Text,
+    ContainerView, GroupVersionKind, ImageVolumeView, MetaView, ObjectView, OwnerView, RequestView,
+    ReviewView, SpecView, Text, VolumeView,
 };
 use crate::json::{Read, Reader, Unhandled};
 
@@ -284,6 +284,10 @@ fn spec_view<'a>(r: &mut Reader<'a>, depth: u32) -> Read<SpecView<'a>> {
                 first(&mut seen, 4)?;
                 spec.ephemeral_containers = opt(r, |r| list(r, container_view))?;
             }
+            "volumes" => {
+                first(&mut seen, 32)?;
+                spec.volumes = opt(r, |r| list(r, volume_view))?;
+            }
             "template" => {
                 first(&mut seen, 8)?;
                 spec.template = opt(r, |r| object_view(r, depth + 1).map(Box::new))?;
@@ -320,6 +324,44 @@ fn container_view<'a>(r: &mut Reader<'a>) -> Read<ContainerView<'a>> {
         name: required(name)?,
         image,
     })
+}
+
+fn volume_view<'a>(r: &mut Reader<'a>) -> Read<VolumeView<'a>> {
+    let (mut name, mut image) = (None, None);
+    let mut seen = 0;
+    r.object(|r, key| {
+        match key {
+            "name" => {
+                first(&mut seen, 1)?;
+                name = Some(r.string()?);
+            }
+            "image" => {
+                first(&mut seen, 2)?;
+                image = opt(r, image_volume_view)?;
+            }
+            _ => r.skip()?,
+        }
+        Ok(())
+    })?;
+    Ok(VolumeView {
+        name: required(name)?,
+        image,
+    })
+}
+
+fn image_volume_view<'a>(r: &mut Reader<'a>) -> Read<ImageVolumeView<'a>> {
+    let mut reference = None;
+    let mut seen = 0;
+    r.object(|r, key| {
+        if key == "reference" {
+            first(&mut seen, 1)?;
+            reference = opt_string(r)?;
+            Ok(())
+        } else {
+            r.skip()
+        }
+    })?;
+    Ok(ImageVolumeView { reference })
 }
 
 /// Checks the reader against serde_json on one document: when the reader reads it, serde_json

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::ORIGINAL_IMAGES_ANNOTATION;
+use super::kind::ContainerKind;
 use super::plan::ImageOutcome;
 use super::view::ObjectView;
 use crate::json;
@@ -34,10 +35,23 @@ pub(super) enum RecordAt {
 /// passes recorded (an update, or a reinvocation after another webhook); `None` when nothing is
 /// rewritten.
 pub(super) fn record(pod: &ObjectView<'_>, images: &[ImageOutcome<'_>]) -> Option<Record> {
+    let volume_keys: Vec<String> = images
+        .iter()
+        .filter(|i| {
+            i.kind == ContainerKind::ImageVolume && matches!(i.decision, Decision::Rewrite(_))
+        })
+        .map(|i| i.kind.record_key(&i.container).into_owned())
+        .collect();
     let mut originals: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut volume_key = volume_keys.iter();
     for i in images {
         if matches!(i.decision, Decision::Rewrite(_)) {
-            originals.insert(&i.container, &i.image);
+            let key = if i.kind == ContainerKind::ImageVolume {
+                volume_key.next().map_or("", String::as_str)
+            } else {
+                &i.container
+            };
+            originals.insert(key, &i.image);
         }
     }
     if originals.is_empty() {

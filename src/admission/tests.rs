@@ -619,3 +619,213 @@ fn long_warnings_are_truncated() {
     assert!(s.len() <= WARNING_MAX_LEN);
     assert!(s.ends_with("..."));
 }
+
+/// A captured AdmissionReview and the object it carries.
+fn fixture(name: &str) -> (Vec<u8>, Value) {
+    let path = format!(
+        "{}/tests/fixtures/admission/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let body = std::fs::read(path).unwrap();
+    let review: Value = serde_json::from_slice(&body).unwrap();
+    (body, review["request"]["object"].clone())
+}
+
+/// The same request with `object` in place of the captured one.
+fn with_object(body: &[u8], object: Value) -> Vec<u8> {
+    let mut review: Value = serde_json::from_slice(body).unwrap();
+    review["request"]["object"] = object;
+    serde_json::to_vec(&review).unwrap()
+}
+
+#[test]
+fn image_volumes_are_rewritten_recorded_and_reported_on_pod_create() {
+    let c = config("");
+    let (body, object) = fixture("pod-create-image-volumes");
+    let r = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
+    assert_eq!(r.outcome, Outcome::Patched);
+    let after = patched(&r.response, object);
+    let volumes = &after["spec"]["volumes"];
+    assert_eq!(
+        volumes[0]["image"]["reference"],
+        format!("{HOST}/quay/example/models:v3")
+    );
+    // Pinned by digest: left on its upstream under the default `digests: skip`, and said so.
+    assert_eq!(
+        volumes[1]["image"]["reference"],
+        "ghcr.io/example/tools:1.0@sha256:4f5c3e2a1b0d9c8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e"
+    );
+    assert_eq!(volumes[1]["image"]["pullPolicy"], "IfNotPresent");
+    assert_eq!(volumes[2], json!({"name": "scratch", "emptyDir": {}}));
+    assert_eq!(
+        after["spec"]["containers"][0]["image"],
+        format!("{HOST}/docker-hub/library/nginx:1.27")
+    );
+    let record: Value = serde_json::from_str(
+        after["metadata"]["annotations"][ORIGINAL_IMAGES_ANNOTATION]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["volume/models"], "quay.io/example/models:v3");
+    assert_eq!(record["app"], "nginx:1.27");
+    assert!(record.get("volume/tools").is_none());
+    assert!(
+        r.response
+            .warnings
+            .iter()
+            .any(|w| w.contains("image volume \"tools\"") && w.contains("pinned by digest")),
+        "{:?}",
+        r.response.warnings
+    );
+    let kinds: Vec<_> = r.plan.images.iter().map(|i| i.kind).collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == ContainerKind::ImageVolume)
+            .count(),
+        2
+    );
+
+    // A second pass over its own output changes nothing.
+    let second = with_object(&body, after);
+    let again = review(&c, &RuleSnapshot::unknown(), &second).unwrap();
+    assert_eq!(again.outcome, Outcome::Allowed);
+    assert!(again.response.patch.is_none());
+}
+
+#[test]
+fn image_volumes_follow_the_same_decisions_as_containers() {
+    let (body, object) = fixture("pod-create-image-volumes");
+    // `digests: rewrite` takes the pinned volume too; an exclusion keeps the other.
+    let c = config("digests: rewrite\nexclude:\n  images: [\"quay.io/example/*\"]\n");
+    let r = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
+    let after = patched(&r.response, object);
+    assert_eq!(
+        after["spec"]["volumes"][0]["image"]["reference"],
+        "quay.io/example/models:v3"
+    );
+    assert!(
+        after["spec"]["volumes"][1]["image"]["reference"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{HOST}/github/example/tools:1.0@sha256:"))
+    );
+}
+
+#[test]
+fn image_volumes_of_a_dry_run_and_of_a_replicaset_pod_are_rewritten() {
+    let c = config("");
+    for (name, volume, want) in [
+        (
+            "pod-create-dryrun-image-volumes",
+            0,
+            "quay/example/models:v3",
+        ),
+        (
+            "pod-create-by-replicaset-controller-image-volume",
+            0,
+            "docker-hub/example/assets:2026.11",
+        ),
+    ] {
+        let (body, object) = fixture(name);
+        let r = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
+        let after = patched(&r.response, object);
+        assert_eq!(
+            after["spec"]["volumes"][volume]["image"]["reference"],
+            format!("{HOST}/{want}"),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn pod_updates_leave_image_volumes_alone() {
+    let c = config("");
+    for name in [
+        "pod-update-label-image-volumes",
+        "pod-update-dryrun-apply-image-volumes",
+    ] {
+        let (body, _) = fixture(name);
+        let r = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
+        assert!(r.response.patch.is_none(), "{name}");
+        assert!(
+            r.plan
+                .images
+                .iter()
+                .all(|i| i.kind != ContainerKind::ImageVolume),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn workload_templates_carry_image_volumes() {
+    let (body, object) = fixture("deployment-create-image-volume");
+    let (plain, rewriting) = (config(""), config("workloads: rewrite\n"));
+    let preview = review(&plain, &RuleSnapshot::unknown(), &body).unwrap();
+    assert!(preview.response.patch.is_none());
+    assert!(
+        preview
+            .response
+            .warnings
+            .iter()
+            .any(|w| w.contains("image volume \"assets\"")),
+        "{:?}",
+        preview.response.warnings
+    );
+    let r = review(&rewriting, &RuleSnapshot::unknown(), &body).unwrap();
+    let after = patched(&r.response, object);
+    let template = &after["spec"]["template"];
+    assert_eq!(
+        template["spec"]["volumes"][0]["image"]["reference"],
+        format!("{HOST}/docker-hub/example/assets:2026.11")
+    );
+    let record: Value = serde_json::from_str(
+        template["metadata"]["annotations"][ORIGINAL_IMAGES_ANNOTATION]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["volume/assets"], "docker.io/example/assets:2026.11");
+}
+
+#[test]
+fn a_workload_update_rewrites_only_the_image_volume_it_changes() {
+    let c = config("workloads: rewrite\n");
+    let template = |reference: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"template": {"metadata": {"labels": {"a": "b"}}, "spec": {
+                "containers": [{"name": "app", "image": "registry.example/app:1"}],
+                "volumes": [{"name": "data", "image": {"reference": reference}}]}}}})
+    };
+    let old = template("quay.io/x/data:1");
+    let same = review_json("UPDATE", ("apps", "Deployment"), old.clone(), old.clone());
+    let r = review(&c, &RuleSnapshot::unknown(), &same).unwrap();
+    assert!(r.response.patch.is_none());
+    let new = template("quay.io/x/data:2");
+    let changed = review_json("UPDATE", ("apps", "Deployment"), new.clone(), old);
+    let r = review(&c, &RuleSnapshot::unknown(), &changed).unwrap();
+    let after = patched(&r.response, new);
+    assert_eq!(
+        after["spec"]["template"]["spec"]["volumes"][0]["image"]["reference"],
+        format!("{HOST}/quay/x/data:2")
+    );
+}
+
+#[test]
+fn image_volume_pointers_match_the_token_by_token_form() {
+    for base in [&[][..], &["spec", "template"][..]] {
+        let tokens = [
+            Token::new("spec"),
+            Token::new("volumes"),
+            Token::from(3usize),
+            Token::new("image"),
+            Token::new("reference"),
+        ];
+        assert_eq!(
+            image_pointer(base, ContainerKind::ImageVolume, 3),
+            pointer(base, &tokens)
+        );
+    }
+}

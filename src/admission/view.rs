@@ -147,6 +147,8 @@ pub(super) struct SpecView<'a> {
     #[serde(borrow, default)]
     pub(super) ephemeral_containers: Option<Vec<ContainerView<'a>>>,
     #[serde(borrow, default)]
+    pub(super) volumes: Option<Vec<VolumeView<'a>>>,
+    #[serde(borrow, default)]
     pub(super) template: Option<Box<ObjectView<'a>>>,
     #[serde(borrow, default)]
     pub(super) job_template: Option<Box<ObjectView<'a>>>,
@@ -158,6 +160,22 @@ pub(super) struct ContainerView<'a> {
     pub(super) name: Cow<'a, str>,
     #[serde(borrow, default, deserialize_with = "borrowed")]
     pub(super) image: Option<Cow<'a, str>>,
+}
+
+/// A pod volume: only its name and, for an image volume, the image.
+#[derive(Debug, PartialEq, Deserialize)]
+pub(super) struct VolumeView<'a> {
+    #[serde(borrow)]
+    pub(super) name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub(super) image: Option<ImageVolumeView<'a>>,
+}
+
+/// `volumes[].image`: the image mounted.
+#[derive(Debug, Default, PartialEq, Deserialize)]
+pub(super) struct ImageVolumeView<'a> {
+    #[serde(borrow, default, deserialize_with = "borrowed")]
+    pub(super) reference: Option<Cow<'a, str>>,
 }
 
 impl<'a> ObjectView<'a> {
@@ -181,25 +199,55 @@ impl<'a> ObjectView<'a> {
 }
 
 impl<'a> SpecView<'a> {
-    pub(super) fn list(&self, kind: ContainerKind) -> &[ContainerView<'a>] {
-        let list = match kind {
-            ContainerKind::Init => &self.init_containers,
-            ContainerKind::Main => &self.containers,
-            ContainerKind::Ephemeral => &self.ephemeral_containers,
+    /// The name and image of every entry of one list; an image volume's image is its reference,
+    /// and a volume of another type has none.
+    pub(super) fn images(
+        &self,
+        kind: ContainerKind,
+    ) -> impl Iterator<Item = (&Cow<'a, str>, Option<&Cow<'a, str>>)> {
+        let (containers, volumes) = match kind {
+            ContainerKind::Init => (self.init_containers.as_deref(), None),
+            ContainerKind::Main => (self.containers.as_deref(), None),
+            ContainerKind::Ephemeral => (self.ephemeral_containers.as_deref(), None),
+            ContainerKind::ImageVolume => (None, self.volumes.as_deref()),
         };
-        list.as_deref().unwrap_or_default()
+        let containers = containers
+            .unwrap_or_default()
+            .iter()
+            .map(|c| (&c.name, c.image.as_ref()));
+        let volumes = volumes.unwrap_or_default().iter().map(|v| {
+            let image = v.image.as_ref().and_then(|i| i.reference.as_ref());
+            (&v.name, image)
+        });
+        containers.chain(volumes)
     }
 
-    /// Every container of the given kinds, with its list and index.
-    pub(super) fn containers<'s>(
+    /// The number of entries of one list.
+    pub(super) fn len(&self, kind: ContainerKind) -> usize {
+        match kind {
+            ContainerKind::Init => self.init_containers.as_ref().map_or(0, Vec::len),
+            ContainerKind::Main => self.containers.as_ref().map_or(0, Vec::len),
+            ContainerKind::Ephemeral => self.ephemeral_containers.as_ref().map_or(0, Vec::len),
+            ContainerKind::ImageVolume => self.volumes.as_ref().map_or(0, Vec::len),
+        }
+    }
+
+    /// Every image of the given lists, with its list, index and entry name.
+    pub(super) fn all_images<'s>(
         &'s self,
         kinds: &'s [ContainerKind],
-    ) -> impl Iterator<Item = (ContainerKind, usize, &'s ContainerView<'a>)> + 's {
+    ) -> impl Iterator<
+        Item = (
+            ContainerKind,
+            usize,
+            &'s Cow<'a, str>,
+            Option<&'s Cow<'a, str>>,
+        ),
+    > + 's {
         kinds.iter().flat_map(move |&kind| {
-            self.list(kind)
-                .iter()
+            self.images(kind)
                 .enumerate()
-                .map(move |(i, c)| (kind, i, c))
+                .map(move |(i, (name, image))| (kind, i, name, image))
         })
     }
 }
