@@ -294,6 +294,7 @@ pub async fn run_rules(args: &RulesArgs) -> anyhow::Result<bool> {
     );
     let mut rows = vec![[
         "REGISTRY".to_owned(),
+        "ALIASES".to_owned(),
         "PREFIX".to_owned(),
         "UPSTREAM URL".to_owned(),
         "UPSTREAM REGISTRY".to_owned(),
@@ -312,6 +313,11 @@ pub async fn run_rules(args: &RulesArgs) -> anyhow::Result<bool> {
         }
         rows.push([
             m.registry.clone(),
+            if m.aliases.is_empty() {
+                "-".to_owned()
+            } else {
+                m.aliases.join(",")
+            },
             m.ecr_prefix().to_owned(),
             m.upstream_url.clone(),
             m.upstream_registry.clone(),
@@ -374,8 +380,8 @@ pub async fn run_rules(args: &RulesArgs) -> anyhow::Result<bool> {
     Ok(usable)
 }
 
-fn align(rows: &[[String; 6]]) -> String {
-    let mut widths = [0usize; 6];
+fn align(rows: &[[String; 7]]) -> String {
+    let mut widths = [0usize; 7];
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.len());
