@@ -217,11 +217,14 @@ pub struct WebhookArgs {
 /// Output format of `preview`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum PreviewOutput {
-    /// The manifests, rewritten.
+    /// The manifests, rewritten in place: only image fields (and the record of originals)
+    /// change.
     #[default]
     Yaml,
-    /// One row per container: object, container, image, new image, reason.
+    /// One row per image: namespace, object, container, image, new image, reason.
     Table,
+    /// A unified diff of the manifests and their rewritten form.
+    Diff,
 }
 
 /// `pullthrough preview`.
@@ -254,16 +257,27 @@ pub fn run_preview(args: &PreviewArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot read {}", file.display()))?;
         inputs.push((file.display().to_string(), text));
     }
-    let mut documents = Vec::new();
-    let mut rows = Vec::new();
+    let mut previews = Vec::new();
     for (name, text) in &inputs {
         let p = preview::preview(&config, text, name)?;
-        documents.extend(p.documents);
-        rows.extend(p.rows);
+        for note in &p.notes {
+            eprintln!("preview: {note}");
+        }
+        previews.push(p);
     }
     let out = match args.output {
-        PreviewOutput::Yaml => preview::render_yaml(&documents).context("cannot render YAML")?,
-        PreviewOutput::Table => preview::render_table(&rows),
+        PreviewOutput::Yaml => preview::render_yaml(previews.iter().map(|p| p.text.as_str())),
+        PreviewOutput::Table => preview::render_table(
+            &previews
+                .iter()
+                .flat_map(|p| p.rows.iter().cloned())
+                .collect::<Vec<_>>(),
+        ),
+        PreviewOutput::Diff => inputs
+            .iter()
+            .zip(&previews)
+            .map(|((name, text), p)| preview::render_diff(name, text, &p.text))
+            .collect(),
     };
     std::io::stdout()
         .write_all(out.as_bytes())
