@@ -194,6 +194,12 @@ async fn webhook_on_embedded_defaults_writes_its_ca_and_answers_a_fixture_over_t
         "the log says a self-signed certificate is served\n{}",
         webhook.logs()
     );
+    // The example account's rules are never read: the log says so once, and nothing about
+    // ECR or AWS credentials follows.
+    let logs = webhook.logs();
+    assert_eq!(logs.matches("rule check off").count(), 1, "{logs}");
+    assert!(!logs.contains("cannot read ECR rules"), "{logs}");
+    assert!(!logs.to_lowercase().contains("credential"), "{logs}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
