@@ -418,7 +418,7 @@ pub fn registry_endpoints(account_id: &str, region: &str) -> Vec<String> {
     let china = region.starts_with("cn-");
     ECR_ENDPOINTS
         .iter()
-        .filter(|(_, domain)| domain.ends_with(".cn") == china)
+        .filter(|(_, domain)| (domain.rsplit('.').next() == Some("cn")) == china)
         .map(|(service, domain)| format!("{account_id}.{service}.{region}.{domain}"))
         .collect()
 }
@@ -1274,11 +1274,11 @@ mod tests {
     fn built_in_aliases_name_ecr_public_dual_stack_and_docker_hub_registry() {
         let c = Config::embedded(&Overrides::default()).unwrap();
         assert_eq!(
-            c.mapping("ecr-public.aws.com").map(|m| m.ecr_prefix()),
+            c.mapping("ecr-public.aws.com").map(Mapping::ecr_prefix),
             Some("ecr-public")
         );
         assert_eq!(
-            c.mapping("registry-1.docker.io").map(|m| m.ecr_prefix()),
+            c.mapping("registry-1.docker.io").map(Mapping::ecr_prefix),
             Some("docker-hub")
         );
         assert_eq!(

@@ -1,5 +1,6 @@
 //! `preview -o yaml` output read the way the API server reads manifests (by `kubectl`, YAML
 //! 1.1): the same objects as the input, but for the images and the record of originals.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 use std::process::Command;
@@ -118,8 +119,12 @@ fn preview_output_means_what_its_input_meant_except_the_images() {
     assert_eq!(before[2]["spec"]["containers"][0]["stdin"], true);
 
     let (mut old, mut new) = (Vec::new(), Vec::new());
-    before.iter_mut().for_each(|v| strip_images(v, &mut old));
-    after.iter_mut().for_each(|v| strip_images(v, &mut new));
+    for v in &mut before {
+        strip_images(v, &mut old);
+    }
+    for v in &mut after {
+        strip_images(v, &mut new);
+    }
     assert_eq!(before, after);
     assert_eq!(old.len(), new.len());
     let rewritten: Vec<_> = old.iter().zip(&new).filter(|(o, n)| o != n).collect();
