@@ -386,11 +386,14 @@ mod tests {
     use super::*;
 
     fn fixtures() -> Vec<(String, String)> {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/admission");
         let mut out = Vec::new();
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            if let Ok(text) = std::fs::read_to_string(entry.path()) {
-                out.push((entry.file_name().to_string_lossy().into_owned(), text));
+        // Captured from API servers: v1.32, and v1.36 with image volumes.
+        for dir in ["admission", "admission-1.36"] {
+            let dir = format!("{}/tests/fixtures/{dir}", env!("CARGO_MANIFEST_DIR"));
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if let Ok(text) = std::fs::read_to_string(entry.path()) {
+                    out.push((entry.file_name().to_string_lossy().into_owned(), text));
+                }
             }
         }
         out.sort();
@@ -400,7 +403,7 @@ mod tests {
     #[test]
     fn reads_every_captured_review_as_serde_json_does() {
         let fixtures = fixtures();
-        assert!(fixtures.len() >= 10, "fixtures not found");
+        assert!(fixtures.len() >= 19, "fixtures not found");
         for (name, text) in fixtures {
             assert!(review(&text).is_some(), "{name}: left to serde_json");
             assert_eq!(check(&text), Ok(()), "{name}");

@@ -623,7 +623,7 @@ fn long_warnings_are_truncated() {
 /// A captured AdmissionReview and the object it carries.
 fn fixture(name: &str) -> (Vec<u8>, Value) {
     let path = format!(
-        "{}/tests/fixtures/admission/{name}.json",
+        "{}/tests/fixtures/admission-1.36/{name}.json",
         env!("CARGO_MANIFEST_DIR")
     );
     let body = std::fs::read(path).unwrap();

@@ -544,6 +544,8 @@ spec:
             format!("{HOST}/github/org/app:1")
         );
         assert_eq!(p.rows[0].object, "Pod/p");
+        let text: Value = serde_json::from_str(&p.text).unwrap();
+        assert_eq!(text, p.documents[0]);
     }
 
     #[test]
