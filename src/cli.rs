@@ -232,11 +232,14 @@ pub struct WebhookArgs {
 /// Output format of `preview`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum PreviewOutput {
-    /// The manifests, rewritten.
+    /// The manifests, rewritten in place: only image fields (and the record of originals)
+    /// change.
     #[default]
     Yaml,
-    /// One row per container: object, container, image, new image, reason.
+    /// One row per image: namespace, object, container, image, new image, reason.
     Table,
+    /// A unified diff of the manifests and their rewritten form.
+    Diff,
 }
 
 /// `pullthrough preview`.
@@ -269,16 +272,27 @@ pub fn run_preview(args: &PreviewArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot read {}", file.display()))?;
         inputs.push((file.display().to_string(), text));
     }
-    let mut documents = Vec::new();
-    let mut rows = Vec::new();
+    let mut previews = Vec::new();
     for (name, text) in &inputs {
         let p = preview::preview(&config, text, name)?;
-        documents.extend(p.documents);
-        rows.extend(p.rows);
+        for note in &p.notes {
+            eprintln!("preview: {note}");
+        }
+        previews.push(p);
     }
     let out = match args.output {
-        PreviewOutput::Yaml => preview::render_yaml(&documents).context("cannot render YAML")?,
-        PreviewOutput::Table => preview::render_table(&rows),
+        PreviewOutput::Yaml => preview::render_yaml(previews.iter().map(|p| p.text.as_str())),
+        PreviewOutput::Table => preview::render_table(
+            &previews
+                .iter()
+                .flat_map(|p| p.rows.iter().cloned())
+                .collect::<Vec<_>>(),
+        ),
+        PreviewOutput::Diff => inputs
+            .iter()
+            .zip(&previews)
+            .map(|((name, text), p)| preview::render_diff(name, text, &p.text))
+            .collect(),
     };
     std::io::stdout()
         .write_all(out.as_bytes())
@@ -320,6 +334,7 @@ pub async fn run_rules(args: &RulesArgs) -> anyhow::Result<bool> {
     );
     let mut rows = vec![[
         "REGISTRY".to_owned(),
+        "ALIASES".to_owned(),
         "PREFIX".to_owned(),
         "UPSTREAM URL".to_owned(),
         "UPSTREAM REGISTRY".to_owned(),
@@ -338,6 +353,11 @@ pub async fn run_rules(args: &RulesArgs) -> anyhow::Result<bool> {
         }
         rows.push([
             m.registry.clone(),
+            if m.aliases.is_empty() {
+                "-".to_owned()
+            } else {
+                m.aliases.join(",")
+            },
             m.ecr_prefix().to_owned(),
             m.upstream_url.clone(),
             m.upstream_registry.clone(),
@@ -406,8 +426,8 @@ pub async fn run_rules(args: &RulesArgs) -> anyhow::Result<bool> {
     Ok(usable)
 }
 
-fn align(rows: &[[String; 6]]) -> String {
-    let mut widths = [0usize; 6];
+fn align(rows: &[[String; 7]]) -> String {
+    let mut widths = [0usize; 7];
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.len());
@@ -427,11 +447,14 @@ fn align(rows: &[[String; 6]]) -> String {
 
 /// Runs the webhook until SIGTERM, or until a critical task ends.
 pub async fn run_webhook(args: Box<WebhookArgs>) -> anyhow::Result<()> {
-    let (config, raw_config) = args.config.load()?;
+    let (mut config, raw_config) = args.config.load()?;
     if args.config.config.is_none() && args.config.account_id.is_none() {
+        // The example account is nobody's: reading its rules would only fail, and the AWS
+        // SDK would warn about missing credentials at every retry.
+        config.rule_check.enabled = false;
         warn!(
             account = %config.account_id,
-            "no --config and no --account-id: using the example account; images will point at a registry that is not yours"
+            "no --config and no --account-id: using the example account, with the ECR rule check off; images will point at a registry that is not yours"
         );
     }
     let metrics = Metrics::new().context("cannot register metrics")?;

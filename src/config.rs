@@ -198,6 +198,9 @@ pub struct MappingFile {
     pub upstream_registry: Option<String>,
     /// For ECR-to-ECR rules: the upstream repository prefix the rule covers.
     pub upstream_repository_prefix: Option<String>,
+    /// Other hosts of the same registry (a dual-stack name, a vanity domain): their images use
+    /// this mapping's prefix.
+    pub aliases: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -207,6 +210,8 @@ struct MappingFileFull {
     upstream_url: Option<String>,
     upstream_registry: Option<String>,
     upstream_repository_prefix: Option<String>,
+    #[serde(default)]
+    aliases: Vec<String>,
 }
 
 impl<'de> Deserialize<'de> for MappingFile {
@@ -223,6 +228,7 @@ impl<'de> Deserialize<'de> for MappingFile {
                     upstream_url: None,
                     upstream_registry: None,
                     upstream_repository_prefix: None,
+                    aliases: Vec::new(),
                 })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MappingFile, A::Error> {
@@ -233,6 +239,7 @@ impl<'de> Deserialize<'de> for MappingFile {
                     upstream_url: full.upstream_url,
                     upstream_registry: full.upstream_registry,
                     upstream_repository_prefix: full.upstream_repository_prefix,
+                    aliases: full.aliases,
                 })
             }
         }
@@ -339,6 +346,11 @@ pub struct Config {
     pub registry_host: String,
     /// Mappings, keyed by normalised upstream registry host.
     pub registries: BTreeMap<String, Mapping>,
+    /// Alias host to the registry key of its mapping (built-in and configured aliases).
+    pub aliases: BTreeMap<String, String>,
+    /// Every endpoint name of the private registry images are rewritten to: the registry host
+    /// and the account's dual-stack, FIPS and China names in the region.
+    pub own_hosts: Vec<String>,
     /// Digest policy.
     pub digests: DigestPolicy,
     /// Exclusions.
@@ -368,6 +380,9 @@ pub struct Mapping {
     pub needs_credentials: bool,
     /// ECR-to-ECR only: the upstream repository prefix the rule covers; `None` for all.
     pub upstream_repository_prefix: Option<String>,
+    /// Other hosts of the same registry, built-in and configured, whose images use this
+    /// mapping.
+    pub aliases: Vec<String>,
 }
 
 impl Mapping {
@@ -425,13 +440,58 @@ fn known_upstream(host: &str) -> Option<Known> {
     })
 }
 
-/// Whether `host` is a private ECR registry (`<account>.dkr.ecr.<region>.amazonaws.com[.cn]`).
+/// Hosts that name the same registry as a known one, whatever the map says about them.
+fn builtin_aliases(registry: &str) -> &'static [&'static str] {
+    match registry {
+        DOCKER_HUB => &["registry-1.docker.io"],
+        // ECR Public's dual-stack name.
+        "public.ecr.aws" => &["ecr-public.aws.com"],
+        _ => &[],
+    }
+}
+
+/// The private ECR endpoint names and the domains they sit in: IPv4 and FIPS under
+/// `amazonaws.com`, dual-stack under `on.aws`, and the China partition's pair.
+const ECR_ENDPOINTS: &[(&str, &str)] = &[
+    ("dkr.ecr", "amazonaws.com"),
+    ("dkr.ecr-fips", "amazonaws.com"),
+    ("dkr-ecr", "on.aws"),
+    ("dkr-ecr-fips", "on.aws"),
+    ("dkr.ecr", "amazonaws.com.cn"),
+    ("dkr-ecr", "on.amazonwebservices.com.cn"),
+];
+
+/// The account and region of a private ECR registry host, in any of its endpoint forms
+/// (`<account>.dkr.ecr.<region>.amazonaws.com`, `<account>.dkr-ecr.<region>.on.aws`, FIPS,
+/// China).
+pub fn private_ecr_endpoint(host: &str) -> Option<(&str, &str)> {
+    let (account, rest) = host.split_once('.')?;
+    if !is_account_id(account) {
+        return None;
+    }
+    ECR_ENDPOINTS.iter().find_map(|(service, domain)| {
+        let region = rest
+            .strip_prefix(service)?
+            .strip_prefix('.')?
+            .strip_suffix(domain)?
+            .strip_suffix('.')?;
+        is_region(region).then_some((account, region))
+    })
+}
+
+/// Whether `host` is a private ECR registry, in any of its endpoint forms.
 pub fn is_private_ecr_host(host: &str) -> bool {
-    let rest = host
-        .strip_suffix(".amazonaws.com")
-        .or_else(|| host.strip_suffix(".amazonaws.com.cn"));
-    rest.and_then(|r| r.split_once(".dkr.ecr."))
-        .is_some_and(|(account, region)| is_account_id(account) && is_region(region))
+    private_ecr_endpoint(host).is_some()
+}
+
+/// Every endpoint name of an account's private registry in a region.
+pub fn registry_endpoints(account_id: &str, region: &str) -> Vec<String> {
+    let china = region.starts_with("cn-");
+    ECR_ENDPOINTS
+        .iter()
+        .filter(|(_, domain)| (domain.rsplit('.').next() == Some("cn")) == china)
+        .map(|(service, domain)| format!("{account_id}.{service}.{region}.{domain}"))
+        .collect()
 }
 
 fn is_account_id(s: &str) -> bool {
@@ -479,9 +539,18 @@ impl Config {
         ConfigFile::default().validate(overrides, None)
     }
 
-    /// The mapping for a normalised registry host.
+    /// The mapping for a normalised registry host, or for one of its aliases.
     pub fn mapping(&self, registry: &str) -> Option<&Mapping> {
-        self.registries.get(registry)
+        self.registries.get(registry).or_else(|| {
+            self.aliases
+                .get(registry)
+                .and_then(|key| self.registries.get(key))
+        })
+    }
+
+    /// Whether `host` is the private registry images are rewritten to, by any of its names.
+    pub fn is_own_registry(&self, host: &str) -> bool {
+        host == self.registry_host || self.own_hosts.iter().any(|h| h == host)
     }
 }
 
@@ -553,12 +622,19 @@ impl ConfigFile {
                 .map(|(host, prefix)| ((*host).to_owned(), MappingFile::prefix(prefix)))
                 .collect(),
         };
+        let mut own_hosts = registry_endpoints(&account_id, &region);
+        own_hosts.retain(|h| *h != registry_host);
         let mut registries = BTreeMap::new();
         let mut prefixes: BTreeMap<String, String> = BTreeMap::new();
+        let mut user_aliases: Vec<(String, String, String)> = Vec::new();
         for (host, entry) in entries {
             let field = format!("registries.{host}");
+            let aliases = entry.aliases.clone();
             let mapping = validate_mapping(&host, entry, &registry_host)
                 .map_err(|message| invalid(&field, message, &host))?;
+            for alias in aliases {
+                user_aliases.push((host.clone(), mapping.registry.clone(), alias));
+            }
             let key = mapping.ecr_prefix().to_owned();
             if let Some(other) = prefixes.insert(key.clone(), mapping.registry.clone()) {
                 return Err(invalid(
@@ -580,6 +656,18 @@ impl ConfigFile {
                 ));
             }
         }
+
+        let aliases = validate_aliases(
+            &mut registries,
+            user_aliases,
+            &registry_host,
+            &own_hosts,
+            |field: &str, message: String, alias: &str, host: &str| ConfigError::Invalid {
+                field: field.to_owned(),
+                message,
+                line: line_of(alias).or_else(|| line_of(host)),
+            },
+        )?;
 
         let exclude = self.exclude.unwrap_or_default();
         let images = exclude
@@ -647,6 +735,8 @@ impl ConfigFile {
             region,
             registry_host,
             registries,
+            aliases,
+            own_hosts,
             digests: self.digests.unwrap_or_default(),
             exclude: Exclusions {
                 images,
@@ -672,8 +762,82 @@ impl MappingFile {
             upstream_url: None,
             upstream_registry: None,
             upstream_repository_prefix: None,
+            aliases: Vec::new(),
         }
     }
+}
+
+/// Checks the configured aliases and adds the built-in ones, filling each mapping's `aliases`.
+/// Returns alias host to registry key. A configured alias must be a host, must not be a mapped
+/// registry or the private registry, and may belong to one mapping only; a built-in alias
+/// gives way to a mapping of its own.
+fn validate_aliases(
+    registries: &mut BTreeMap<String, Mapping>,
+    configured: Vec<(String, String, String)>,
+    target: &str,
+    own_hosts: &[String],
+    invalid: impl Fn(&str, String, &str, &str) -> ConfigError,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut aliases: BTreeMap<String, String> = BTreeMap::new();
+    for (host, registry, alias) in configured {
+        let field = format!("registries.{host}.aliases");
+        let alias_host = alias.trim_end_matches('/');
+        let is_host =
+            Reference::parse(&format!("{alias_host}/x")).is_ok_and(|r| r.registry() == alias_host);
+        if !is_host || alias_host.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(invalid(
+                &field,
+                format!(
+                    "{alias:?} is not a registry host as written in image references (lowercase, with a dot, a port or localhost)"
+                ),
+                &alias,
+                &host,
+            ));
+        }
+        if alias_host == target || own_hosts.iter().any(|h| h == alias_host) {
+            return Err(invalid(
+                &field,
+                format!(
+                    "{alias_host} is the registry images are rewritten to; it cannot be an alias"
+                ),
+                &alias,
+                &host,
+            ));
+        }
+        if alias_host == registry || registries.contains_key(alias_host) {
+            return Err(invalid(
+                &field,
+                format!("{alias_host} is a mapped registry of its own; it cannot also be an alias"),
+                &alias,
+                &host,
+            ));
+        }
+        if let Some(other) = aliases.insert(alias_host.to_owned(), registry.clone()) {
+            return Err(invalid(
+                &field,
+                format!(
+                    "{alias_host} is already an alias of {other}; an alias belongs to one registry"
+                ),
+                &alias,
+                &host,
+            ));
+        }
+    }
+    for registry in registries.keys() {
+        for alias in builtin_aliases(registry) {
+            if !registries.contains_key(*alias) {
+                aliases
+                    .entry((*alias).to_owned())
+                    .or_insert_with(|| registry.clone());
+            }
+        }
+    }
+    for (alias, registry) in &aliases {
+        if let Some(mapping) = registries.get_mut(registry) {
+            mapping.aliases.push(alias.clone());
+        }
+    }
+    Ok(aliases)
 }
 
 fn validate_mapping(host: &str, entry: MappingFile, target: &str) -> Result<Mapping, String> {
@@ -735,6 +899,7 @@ fn validate_mapping(host: &str, entry: MappingFile, target: &str) -> Result<Mapp
         needs_credentials: known.is_some_and(|k| k.needs_credentials),
         upstream_registry,
         upstream_repository_prefix,
+        aliases: Vec::new(),
     })
 }
 
@@ -1208,5 +1373,119 @@ mod tests {
         let labels = [("cnpg.io/cluster", "pg"), ("app", "web")];
         assert!(exists.matches(labels.iter().copied()));
         assert!(!eq.matches(labels.iter().copied()));
+    }
+
+    #[test]
+    fn built_in_aliases_name_ecr_public_dual_stack_and_docker_hub_registry() {
+        let c = Config::embedded(&Overrides::default()).unwrap();
+        assert_eq!(
+            c.mapping("ecr-public.aws.com").map(Mapping::ecr_prefix),
+            Some("ecr-public")
+        );
+        assert_eq!(
+            c.mapping("registry-1.docker.io").map(Mapping::ecr_prefix),
+            Some("docker-hub")
+        );
+        assert_eq!(
+            c.registries["public.ecr.aws"].aliases,
+            ["ecr-public.aws.com"]
+        );
+        assert!(c.mapping("ecr-public.aws.com.evil.example").is_none());
+    }
+
+    #[test]
+    fn configured_aliases_join_the_built_in_ones() {
+        let c = load(
+            "registries:\n  public.ecr.aws:\n    prefix: ecr-public\n    aliases: [\"mirror.example.com\"]\n  ghcr.io:\n    prefix: github\n    aliases:\n      - images.example.com\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.registries["public.ecr.aws"].aliases,
+            ["ecr-public.aws.com", "mirror.example.com"]
+        );
+        assert_eq!(c.mapping("images.example.com").unwrap().registry, "ghcr.io");
+    }
+
+    #[test]
+    fn a_registry_mapped_on_its_own_keeps_its_mapping_over_a_built_in_alias() {
+        let c = load("registries:\n  public.ecr.aws: ecr-public\n  ecr-public.aws.com:\n    prefix: ecr-public-v6\n    upstreamRegistry: ecr-public\n").unwrap();
+        assert_eq!(
+            c.mapping("ecr-public.aws.com").unwrap().ecr_prefix(),
+            "ecr-public-v6"
+        );
+        assert!(c.registries["public.ecr.aws"].aliases.is_empty());
+    }
+
+    #[rstest]
+    #[case::used_twice(
+        "registries:\n  ghcr.io:\n    prefix: github\n    aliases: [images.example.com]\n  quay.io:\n    prefix: quay\n    aliases:\n      - images.example.com\n",
+        "already an alias of ghcr.io",
+        Some(8)
+    )]
+    #[case::a_mapped_registry(
+        "registries:\n  ghcr.io:\n    prefix: github\n    aliases:\n      - quay.io\n  quay.io: quay\n",
+        "mapped registry of its own",
+        Some(5)
+    )]
+    #[case::the_private_registry(
+        "accountId: \"123456789012\"\nregion: eu-west-1\nregistries:\n  ghcr.io:\n    prefix: github\n    aliases:\n      - 123456789012.dkr-ecr.eu-west-1.on.aws\n",
+        "rewritten to",
+        Some(7)
+    )]
+    #[case::not_a_host(
+        "registries:\n  ghcr.io:\n    prefix: github\n    aliases:\n      - https://x.example\n",
+        "not a registry host",
+        Some(5)
+    )]
+    fn bad_aliases_are_refused_with_the_line(
+        #[case] yaml: &str,
+        #[case] message: &str,
+        #[case] line: Option<usize>,
+    ) {
+        let err = load(yaml).unwrap_err();
+        assert!(err.to_string().contains(message), "{err}");
+        assert!(err.to_string().contains(".aliases"), "{err}");
+        assert_eq!(err.line(), line, "{err}");
+    }
+
+    #[test]
+    fn private_endpoints_are_recognised_in_every_form() {
+        for (host, want) in [
+            (
+                "123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+                Some(("123456789012", "eu-west-1")),
+            ),
+            (
+                "123456789012.dkr.ecr-fips.us-east-1.amazonaws.com",
+                Some(("123456789012", "us-east-1")),
+            ),
+            (
+                "123456789012.dkr-ecr.eu-west-1.on.aws",
+                Some(("123456789012", "eu-west-1")),
+            ),
+            (
+                "123456789012.dkr-ecr-fips.us-gov-west-1.on.aws",
+                Some(("123456789012", "us-gov-west-1")),
+            ),
+            (
+                "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn",
+                Some(("123456789012", "cn-north-1")),
+            ),
+            (
+                "123456789012.dkr-ecr.cn-north-1.on.amazonwebservices.com.cn",
+                Some(("123456789012", "cn-north-1")),
+            ),
+            ("123456789012.dkr.ecr.eu-west-1.on.aws", None),
+            ("12345678901.dkr.ecr.eu-west-1.amazonaws.com", None),
+            (
+                "123456789012.dkr.ecr.eu-west-1.amazonaws.com.evil.example",
+                None,
+            ),
+        ] {
+            assert_eq!(private_ecr_endpoint(host), want, "{host}");
+        }
+        let c = load("accountId: \"123456789012\"\nregion: eu-west-1\n").unwrap();
+        assert!(c.is_own_registry("123456789012.dkr-ecr-fips.eu-west-1.on.aws"));
+        assert!(!c.is_own_registry("123456789012.dkr-ecr.eu-west-2.on.aws"));
     }
 }

@@ -3,8 +3,10 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::config::{Config, DigestPolicy, ECR_REPOSITORY_MAX_LEN, Mapping, UnknownRules};
-use crate::reference::{NAME_MAX_LEN, Parts, ReferenceError};
+use crate::config::{
+    Config, DigestPolicy, ECR_REPOSITORY_MAX_LEN, Mapping, UnknownRules, is_private_ecr_host,
+};
+use crate::reference::{DOCKER_HUB, NAME_MAX_LEN, Parts, ReferenceError};
 use crate::rules::{RuleSnapshot, RuleState};
 
 /// What happens to one image.
@@ -21,8 +23,14 @@ pub enum Decision {
 pub enum SkipReason {
     /// The image already points at the registry images are rewritten to.
     AlreadyRewritten,
+    /// The image is in another private ECR registry (another account or region), which needs
+    /// no cache.
+    AlreadyInEcr,
     /// No pull-through cache rule is configured for the image's registry.
-    NotMapped,
+    NotMapped {
+        /// The image's registry host.
+        registry: String,
+    },
     /// An `exclude.images` pattern matches the image.
     Excluded {
         /// The pattern that matched.
@@ -69,7 +77,8 @@ impl SkipReason {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::AlreadyRewritten => "already_rewritten",
-            Self::NotMapped => "not_mapped",
+            Self::AlreadyInEcr => "already_in_ecr",
+            Self::NotMapped { .. } => "not_mapped",
             Self::Excluded { .. } => "excluded",
             Self::DigestPinned => "digest_pinned",
             Self::InvalidReference(_) => "invalid_reference",
@@ -91,7 +100,10 @@ impl SkipReason {
     /// Whether a user should be told about this skip in admission warnings. Images that are
     /// already rewritten, or untouched by an update, are not news.
     pub fn is_notable(&self) -> bool {
-        !matches!(self, Self::AlreadyRewritten | Self::UnchangedOnUpdate)
+        !matches!(
+            self,
+            Self::AlreadyRewritten | Self::AlreadyInEcr | Self::UnchangedOnUpdate
+        )
     }
 }
 
@@ -99,7 +111,11 @@ impl fmt::Display for SkipReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::AlreadyRewritten => f.write_str("already uses the pull-through cache registry"),
-            Self::NotMapped => f.write_str("no pull-through cache rule is configured for its registry"),
+            Self::AlreadyInEcr => f.write_str("already in ECR"),
+            Self::NotMapped { registry } => write!(
+                f,
+                "no pull-through cache rule is configured for its registry {registry}"
+            ),
             Self::Excluded { pattern } => write!(f, "excluded by pattern {pattern:?}"),
             Self::DigestPinned => f.write_str(
                 "pinned by digest: ECR pull-through cache cannot fill its cache from a first pull by digest (set digests: rewrite to change this)",
@@ -168,7 +184,7 @@ pub fn decide<'c>(config: &'c Config, rules: &RuleSnapshot, image: &str) -> Verd
         Ok(p) => p,
         Err(e) => return skip(SkipReason::InvalidReference(e), None),
     };
-    if parts.registry() == config.registry_host {
+    if config.is_own_registry(parts.registry()) {
         return skip(SkipReason::AlreadyRewritten, None);
     }
     let mapping = config.mapping(parts.registry());
@@ -184,7 +200,15 @@ pub fn decide<'c>(config: &'c Config, rules: &RuleSnapshot, image: &str) -> Verd
         }
     }
     let Some(mapping) = mapping else {
-        return skip(SkipReason::NotMapped, None);
+        if is_private_ecr_host(parts.registry()) {
+            return skip(SkipReason::AlreadyInEcr, None);
+        }
+        return skip(
+            SkipReason::NotMapped {
+                registry: parts.registry().to_owned(),
+            },
+            None,
+        );
     };
     if parts.digest().is_some() && config.digests == DigestPolicy::Skip {
         return skip(SkipReason::DigestPinned, Some(mapping));
@@ -207,7 +231,15 @@ pub fn decide<'c>(config: &'c Config, rules: &RuleSnapshot, image: &str) -> Verd
     }
 
     // The repository in the cache: the upstream one, less the rule's upstream prefix.
-    let (official, path) = parts.repository();
+    let (mut official, path) = parts.repository();
+    // An alias of Docker Hub is Docker Hub: its one-component repositories are official ones.
+    if official.is_empty()
+        && mapping.registry == DOCKER_HUB
+        && parts.registry() != DOCKER_HUB
+        && !path.contains('/')
+    {
+        official = "library/";
+    }
     let (head, path): (&str, Cow<'_, str>) = match &mapping.upstream_repository_prefix {
         None => (official, Cow::Borrowed(path)),
         Some(upstream) => {
@@ -308,6 +340,18 @@ mod tests {
         "registry.gitlab.com/group/project/image:1",
         "gitlab/group/project/image:1"
     )]
+    #[case::ecr_public_dual_stack_alias(
+        "ecr-public.aws.com/argoproj/argocd:v3.1.0",
+        "ecr-public/argoproj/argocd:v3.1.0"
+    )]
+    #[case::docker_hub_registry_alias_official(
+        "registry-1.docker.io/nginx:1.27",
+        "docker-hub/library/nginx:1.27"
+    )]
+    #[case::docker_hub_registry_alias_user(
+        "registry-1.docker.io/bitnami/redis:7",
+        "docker-hub/bitnami/redis:7"
+    )]
     fn rewrites_mapped_registries(#[case] image: &str, #[case] want: &str) {
         let c = config("");
         assert_eq!(
@@ -318,9 +362,33 @@ mod tests {
 
     #[rstest]
     #[case::already_on_ecr(&format!("{HOST}/docker-hub/library/nginx:1.27"), SkipReason::AlreadyRewritten)]
-    #[case::unknown_registry("registry.example/app:1", SkipReason::NotMapped)]
-    #[case::lookalike_host("docker.io.evil.example/x:1", SkipReason::NotMapped)]
-    #[case::localhost("localhost:5000/app", SkipReason::NotMapped)]
+    #[case::unknown_registry("registry.example/app:1", SkipReason::NotMapped { registry: "registry.example".into() })]
+    #[case::lookalike_host("docker.io.evil.example/x:1", SkipReason::NotMapped { registry: "docker.io.evil.example".into() })]
+    #[case::localhost("localhost:5000/app", SkipReason::NotMapped { registry: "localhost:5000".into() })]
+    #[case::own_dual_stack(
+        "123456789012.dkr-ecr.eu-west-1.on.aws/docker-hub/library/nginx:1",
+        SkipReason::AlreadyRewritten
+    )]
+    #[case::own_fips(
+        "123456789012.dkr.ecr-fips.eu-west-1.amazonaws.com/quay/a/b:1",
+        SkipReason::AlreadyRewritten
+    )]
+    #[case::own_fips_dual_stack(
+        "123456789012.dkr-ecr-fips.eu-west-1.on.aws/quay/a/b:1",
+        SkipReason::AlreadyRewritten
+    )]
+    #[case::other_account(
+        "210987654321.dkr.ecr.eu-west-1.amazonaws.com/app:1",
+        SkipReason::AlreadyInEcr
+    )]
+    #[case::other_region_dual_stack(
+        "123456789012.dkr-ecr.us-east-1.on.aws/app:1",
+        SkipReason::AlreadyInEcr
+    )]
+    #[case::china_elsewhere(
+        "123456789012.dkr-ecr.cn-north-1.on.amazonwebservices.com.cn/app:1",
+        SkipReason::AlreadyInEcr
+    )]
     #[case::digest_pinned(&format!("nginx@{SHA}"), SkipReason::DigestPinned)]
     #[case::tag_and_digest(&format!("nginx:1.27@{SHA}"), SkipReason::DigestPinned)]
     #[case::invalid(
@@ -543,5 +611,61 @@ mod tests {
         fn decide_never_panics(image in "\\PC{0,100}") {
             let _ = decide(&config(""), &RuleSnapshot::unknown(), &image);
         }
+    }
+
+    #[test]
+    fn configured_aliases_use_their_mapping() {
+        let c = config(
+            "registries:\n  ghcr.io:\n    prefix: github\n    aliases: [images.example.com]\n  docker.io: docker-hub\n",
+        );
+        assert_eq!(
+            decision(&c, "images.example.com/team/app:1"),
+            Decision::Rewrite(format!("{HOST}/github/team/app:1"))
+        );
+        let verdict = decide(
+            &c,
+            &RuleSnapshot::unknown(),
+            "images.example.com/team/app:1",
+        );
+        assert_eq!(verdict.registry_label(), "ghcr.io");
+        // Built-in aliases stay with a user map that keeps their registry.
+        assert_eq!(
+            decision(&c, "registry-1.docker.io/nginx"),
+            Decision::Rewrite(format!("{HOST}/docker-hub/library/nginx"))
+        );
+    }
+
+    #[test]
+    fn the_private_registry_is_known_by_every_endpoint_name_in_china_too() {
+        let c = Config::load(
+            "accountId: \"123456789012\"\nregion: cn-north-1\n",
+            &Overrides::default(),
+        )
+        .unwrap();
+        for host in [
+            "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn",
+            "123456789012.dkr-ecr.cn-north-1.on.amazonwebservices.com.cn",
+        ] {
+            assert_eq!(
+                decision(&c, &format!("{host}/quay/a/b:1")),
+                Decision::Skip(SkipReason::AlreadyRewritten),
+                "{host}"
+            );
+        }
+        assert_eq!(
+            decision(&c, "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app:1"),
+            Decision::Skip(SkipReason::AlreadyInEcr)
+        );
+    }
+
+    #[test]
+    fn the_not_mapped_reason_names_the_registry() {
+        let reason = SkipReason::NotMapped {
+            registry: "registry.example".into(),
+        };
+        assert_eq!(
+            reason.to_string(),
+            "no pull-through cache rule is configured for its registry registry.example"
+        );
     }
 }

@@ -194,6 +194,12 @@ async fn webhook_on_embedded_defaults_writes_its_ca_and_answers_a_fixture_over_t
         "the log says a self-signed certificate is served\n{}",
         webhook.logs()
     );
+    // The example account's rules are never read: the log says so once, and nothing about
+    // ECR or AWS credentials follows.
+    let logs = webhook.logs();
+    assert_eq!(logs.matches("rule check off").count(), 1, "{logs}");
+    assert!(!logs.contains("cannot read ECR rules"), "{logs}");
+    assert!(!logs.to_lowercase().contains("credential"), "{logs}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -619,8 +625,8 @@ fn preview_prints_a_table_of_the_rewritten_images_of_a_multi_document_file() {
         dir.path(),
     );
     let lines: Vec<&str> = table.lines().collect();
-    assert!(lines[0].starts_with("OBJECT"), "{table}");
-    for column in ["CONTAINER", "IMAGE", "NEW IMAGE", "REASON"] {
+    assert!(lines[0].starts_with("NAMESPACE"), "{table}");
+    for column in ["OBJECT", "CONTAINER", "IMAGE", "NEW IMAGE", "REASON"] {
         assert!(lines[0].contains(column), "{table}");
     }
     assert_eq!(
@@ -633,31 +639,34 @@ fn preview_prints_a_table_of_the_rewritten_images_of_a_multi_document_file() {
             .iter()
             .find(|l| {
                 let cells: Vec<&str> = l.split_whitespace().collect();
-                cells.first() == Some(&object) && cells.get(1) == Some(&container)
+                // No namespace in these manifests: the first column says `-`.
+                cells.first() == Some(&"-")
+                    && cells.get(1) == Some(&object)
+                    && cells.get(2) == Some(&container)
             })
             .unwrap_or_else(|| panic!("no row for {object} {container}:\n{table}"))
             .split_whitespace()
             .collect::<Vec<_>>()
     };
     assert_eq!(
-        row("Deployment/web", "init")[2..4],
+        row("Deployment/web", "init")[3..5],
         [
             "busybox:1.36",
             &format!("{HOST}/docker-hub/library/busybox:1.36")
         ]
     );
     assert_eq!(
-        row("Deployment/web", "web")[2..4],
+        row("Deployment/web", "web")[3..5],
         [
             "nginx:1.27",
             &format!("{HOST}/docker-hub/library/nginx:1.27")
         ]
     );
     let internal = row("Deployment/web", "internal");
-    assert_eq!(internal[2..4], ["registry.example/team/app:2", "-"]);
+    assert_eq!(internal[3..5], ["registry.example/team/app:2", "-"]);
     assert!(internal.join(" ").contains("no pull-through cache rule"));
     assert_eq!(
-        row("CronJob/nightly", "job")[2..4],
+        row("CronJob/nightly", "job")[3..5],
         [
             "quay.io/prometheus/busybox:latest",
             &format!("{HOST}/quay/prometheus/busybox:latest")

@@ -8,9 +8,11 @@ use pullthrough::admission::check_reader;
 use serde_json::{Map, Value};
 
 fn fixtures() -> Vec<String> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/admission");
-    let mut names: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Captured from API servers: v1.32, and v1.36 with image volumes.
+    let mut names: Vec<_> = ["tests/fixtures/admission", "tests/fixtures/admission-1.36"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(root.join(dir)).unwrap())
         .map(|e| e.unwrap().path())
         .collect();
     names.sort();

@@ -703,6 +703,41 @@ async fn admin_endpoints_report_health_readiness_and_metrics() {
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v1_36_pod_with_image_volumes_comes_back_on_the_cache_recorded_and_idempotent() {
+    let server = TestServer::start().await;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/admission-1.36/pod-create-image-volumes.json");
+    let body = std::fs::read(path).unwrap();
+    let request: Value = serde_json::from_slice(&body).unwrap();
+    for proto in Proto::ALL {
+        let mut client = server.client(proto).await;
+        let first = check_envelope(&request, &client.post(MUTATE_PATH, &body).await);
+        let pod = patched_object(&request, &first);
+        assert_eq!(
+            pod["spec"]["volumes"][0]["image"]["reference"],
+            ecr("quay/example/models:v3"),
+            "{proto:?}"
+        );
+        let record: Value = serde_json::from_str(
+            pod["metadata"]["annotations"][ORIGINAL_IMAGES_ANNOTATION]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(record["volume/models"], "quay.io/example/models:v3");
+        let again = create_review(&request, pod, "second-pass");
+        let second = check_envelope(
+            &again,
+            &client
+                .post(MUTATE_PATH, &serde_json::to_vec(&again).unwrap())
+                .await,
+        );
+        assert!(patch_of(&second).is_none(), "{proto:?}: {second}");
+    }
+    server.stop().await;
+}
+
 /// The reconciler's fallback, end to end on the webhook's side: a Pod rewritten at CREATE,
 /// then the UPDATE that the reconciler's own fallback patch makes of it, then a later UPDATE.
 /// The container listed in `pullthrough.dev/fallback` keeps its original image throughout,

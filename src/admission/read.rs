@@ -11,8 +11,8 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::{
-    ContainerView, GroupVersionKind, MetaView, ObjectView, OwnerView, RequestView, ReviewView,
-    SpecView, Text,
+    ContainerView, GroupVersionKind, ImageVolumeView, MetaView, ObjectView, OwnerView, RequestView,
+    ReviewView, SpecView, Text, VolumeView,
 };
 use crate::json::{Read, Reader, Unhandled};
 
@@ -284,6 +284,10 @@ fn spec_view<'a>(r: &mut Reader<'a>, depth: u32) -> Read<SpecView<'a>> {
                 first(&mut seen, 4)?;
                 spec.ephemeral_containers = opt(r, |r| list(r, container_view))?;
             }
+            "volumes" => {
+                first(&mut seen, 32)?;
+                spec.volumes = opt(r, |r| list(r, volume_view))?;
+            }
             "template" => {
                 first(&mut seen, 8)?;
                 spec.template = opt(r, |r| object_view(r, depth + 1).map(Box::new))?;
@@ -322,6 +326,44 @@ fn container_view<'a>(r: &mut Reader<'a>) -> Read<ContainerView<'a>> {
     })
 }
 
+fn volume_view<'a>(r: &mut Reader<'a>) -> Read<VolumeView<'a>> {
+    let (mut name, mut image) = (None, None);
+    let mut seen = 0;
+    r.object(|r, key| {
+        match key {
+            "name" => {
+                first(&mut seen, 1)?;
+                name = Some(r.string()?);
+            }
+            "image" => {
+                first(&mut seen, 2)?;
+                image = opt(r, image_volume_view)?;
+            }
+            _ => r.skip()?,
+        }
+        Ok(())
+    })?;
+    Ok(VolumeView {
+        name: required(name)?,
+        image,
+    })
+}
+
+fn image_volume_view<'a>(r: &mut Reader<'a>) -> Read<ImageVolumeView<'a>> {
+    let mut reference = None;
+    let mut seen = 0;
+    r.object(|r, key| {
+        if key == "reference" {
+            first(&mut seen, 1)?;
+            reference = opt_string(r)?;
+            Ok(())
+        } else {
+            r.skip()
+        }
+    })?;
+    Ok(ImageVolumeView { reference })
+}
+
 /// Checks the reader against serde_json on one document: when the reader reads it, serde_json
 /// must read the same view. `Err` describes the difference.
 pub fn check(text: &str) -> Result<(), String> {
@@ -344,11 +386,14 @@ mod tests {
     use super::*;
 
     fn fixtures() -> Vec<(String, String)> {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/admission");
         let mut out = Vec::new();
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            if let Ok(text) = std::fs::read_to_string(entry.path()) {
-                out.push((entry.file_name().to_string_lossy().into_owned(), text));
+        // Captured from API servers: v1.32, and v1.36 with image volumes.
+        for dir in ["admission", "admission-1.36"] {
+            let dir = format!("{}/tests/fixtures/{dir}", env!("CARGO_MANIFEST_DIR"));
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if let Ok(text) = std::fs::read_to_string(entry.path()) {
+                    out.push((entry.file_name().to_string_lossy().into_owned(), text));
+                }
             }
         }
         out.sort();
@@ -358,7 +403,7 @@ mod tests {
     #[test]
     fn reads_every_captured_review_as_serde_json_does() {
         let fixtures = fixtures();
-        assert!(fixtures.len() >= 10, "fixtures not found");
+        assert!(fixtures.len() >= 19, "fixtures not found");
         for (name, text) in fixtures {
             assert!(review(&text).is_some(), "{name}: left to serde_json");
             assert_eq!(check(&text), Ok(()), "{name}");

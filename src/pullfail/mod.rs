@@ -231,7 +231,7 @@ pub fn failures<'p>(
         let Ok(reference) = Reference::parse(&c.image) else {
             continue;
         };
-        if reference.registry() != config.registry_host {
+        if !config.is_own_registry(reference.registry()) {
             continue;
         }
         let mapping = mapping_of_cached(config, reference.repository());

@@ -255,6 +255,19 @@ impl PodRecord {
                     original: originals.get(name).filter(|o| *o != image).cloned(),
                 });
             }
+            // Image volumes are pulled like container images; they are recorded as
+            // `volume/<name>`, which no container name can be.
+            for volume in spec.volumes.iter().flatten() {
+                let Some(image) = volume.image.as_ref().and_then(|i| i.reference.as_ref()) else {
+                    continue;
+                };
+                let key = format!("volume/{}", volume.name);
+                containers.push(ContainerImage {
+                    original: originals.get(&key).filter(|o| *o != image).cloned(),
+                    container: key,
+                    image: image.clone(),
+                });
+            }
         }
         let owners = meta.owner_references.as_deref().unwrap_or_default();
         let kinds: Vec<String> = owners.iter().map(|o| o.kind.clone()).collect();
@@ -365,6 +378,31 @@ mod tests {
         let mut no_uid = pod;
         no_uid.metadata.uid = None;
         assert!(PodRecord::from_pod(&no_uid).is_none());
+    }
+
+    #[test]
+    fn pod_records_keep_image_volumes_under_their_record_keys() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "web", "namespace": "shop", "uid": "u1",
+                "annotations": {"pullthrough.dev/original-images": "{\"volume/models\":\"quay.io/x/models:v3\"}"}
+            },
+            "spec": {
+                "containers": [{"name": "app", "image": "registry.example/app:1"}],
+                "volumes": [
+                    {"name": "models", "image": {"reference": format!("{CACHE}/quay/x/models:v3")}},
+                    {"name": "scratch", "emptyDir": {}}
+                ]
+            }
+        }))
+        .unwrap();
+        let r = PodRecord::from_pod(&pod).unwrap();
+        let names: Vec<_> = r.containers.iter().map(|c| c.container.as_str()).collect();
+        assert_eq!(names, ["app", "volume/models"]);
+        assert_eq!(
+            r.containers[1].original.as_deref(),
+            Some("quay.io/x/models:v3")
+        );
     }
 
     #[test]

@@ -97,7 +97,7 @@ pub fn findings(
         let Ok(reference) = Reference::parse(&c.image) else {
             continue;
         };
-        let (mapping, rewritten) = if reference.registry() == config.registry_host {
+        let (mapping, rewritten) = if config.is_own_registry(reference.registry()) {
             (mapping_of_cached(config, reference.repository()), true)
         } else if exempt {
             (None, false)
