@@ -13,9 +13,10 @@ use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::{Config, WorkloadPolicy};
+use crate::config::{Config, DigestPolicy, WorkloadPolicy};
+use crate::digests::DigestSnapshot;
 use crate::json;
-use crate::rewrite::{Decision, SkipReason, Verdict, decide};
+use crate::rewrite::{Decision, SkipReason, Verdict, decide_with};
 use crate::rules::RuleSnapshot;
 
 mod read;
@@ -390,6 +391,8 @@ pub struct PodPlan<'c> {
     base: &'static [&'static str],
     /// The record of original images to write, when images are rewritten and it is kept.
     record: Option<Record>,
+    /// The digest policy the plan was made under, for the warnings.
+    digests: DigestPolicy,
 }
 
 /// The record of original images, and where it goes: the Pod may have no metadata, or
@@ -540,10 +543,15 @@ impl PodPlan<'_> {
                     i.image
                 ),
                 Decision::Rewrite(_) if i.image.contains('@') => format!(
-                    "pullthrough: {prefix}{} {:?} image {:?} is pinned by digest and rewritten: the cache must already hold it",
+                    "pullthrough: {prefix}{} {:?} image {:?} is pinned by digest and rewritten: {}",
                     i.kind.noun(),
                     i.container,
-                    i.image
+                    i.image,
+                    if self.digests == DigestPolicy::WhenCached {
+                        "the pull-through cache holds its digest"
+                    } else {
+                        "the cache must already hold it"
+                    }
                 ),
                 _ => continue,
             };
@@ -569,6 +577,7 @@ fn truncate(mut s: String) -> String {
 pub fn plan_object<'c>(
     config: &'c Config,
     rules: &RuleSnapshot,
+    digests: &DigestSnapshot,
     target: TargetKind,
     object: &ObjectView<'c>,
     old: Option<&ObjectView<'c>>,
@@ -603,7 +612,7 @@ pub fn plan_object<'c>(
         let Verdict {
             mut decision,
             mapping,
-        } = decide(config, rules, image);
+        } = decide_with(config, rules, digests, image);
         // An update is about what it changes: an image it leaves as it was is neither
         // rewritten (that would restart the container) nor reported again.
         if scope != Scope::Create {
@@ -635,6 +644,7 @@ pub fn plan_object<'c>(
         images,
         base: target.pod_path(),
         record,
+        digests: config.digests,
     }
 }
 
@@ -1057,6 +1067,16 @@ pub fn review<'c>(
     rules: &RuleSnapshot,
     body: &'c [u8],
 ) -> Result<Reviewed<'c>, Unreadable> {
+    review_with(config, rules, &DigestSnapshot::EMPTY, body)
+}
+
+/// [`review`], given what is known of the pinned digests the cache holds.
+pub fn review_with<'c>(
+    config: &'c Config,
+    rules: &RuleSnapshot,
+    digests: &DigestSnapshot,
+    body: &'c [u8],
+) -> Result<Reviewed<'c>, Unreadable> {
     // Checking the whole body as UTF-8 once is cheaper than checking every string as it is read;
     // a body that is not UTF-8 is read as bytes, for the same error as before.
     let parsed = match std::str::from_utf8(body) {
@@ -1091,7 +1111,7 @@ pub fn review<'c>(
             ),
         ));
     }
-    Ok(review_request(config, rules, &request))
+    Ok(review_request(config, rules, digests, &request))
 }
 
 fn invalid(uid: &str, message: String) -> Reviewed<'static> {
@@ -1123,6 +1143,7 @@ fn read_uid(body: &[u8]) -> Option<String> {
 fn review_request<'c>(
     config: &'c Config,
     rules: &RuleSnapshot,
+    digests: &DigestSnapshot,
     request: &RequestView<'c>,
 ) -> Reviewed<'c> {
     let object_name = request
@@ -1162,6 +1183,7 @@ fn review_request<'c>(
     let plan = plan_object(
         config,
         rules,
+        digests,
         target,
         object,
         request.old_object.as_ref(),
@@ -1758,8 +1780,15 @@ mod tests {
                 let text = object.to_string();
                 let view: ObjectView<'_> = serde_json::from_str(&text).unwrap();
                 for scope in [Scope::Create, Scope::EphemeralContainers] {
-                    let plan =
-                        plan_object(&c, &RuleSnapshot::unknown(), target, &view, None, scope);
+                    let plan = plan_object(
+                        &c,
+                        &RuleSnapshot::unknown(),
+                        &DigestSnapshot::EMPTY,
+                        target,
+                        &view,
+                        None,
+                        scope,
+                    );
                     let operations = plan.operations();
                     let mut bytes = Vec::new();
                     plan.write_patch(&mut bytes);

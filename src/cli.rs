@@ -17,6 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
 use crate::config::{Config, Overrides};
+use crate::digests::{self, run::DigestMetrics};
 use crate::ecr::AwsEcr;
 use crate::metrics::Metrics;
 use crate::preview;
@@ -442,7 +443,11 @@ pub async fn run_webhook(args: Box<WebhookArgs>) -> anyhow::Result<()> {
     let resolver = Arc::new(CertResolver::new(loaded.key));
     let tls_config = tls::server_config(resolver.clone())?;
 
-    let state = AppState::new(config, metrics.clone());
+    let mut state = AppState::new(config, metrics.clone());
+    let digest_metrics =
+        DigestMetrics::register(metrics.registry()).context("cannot register metrics")?;
+    let (digest_requests, digest_rx) = digests::run::channel(&digest_metrics);
+    state.digest_requests = Some(digest_requests);
     let limits = Limits {
         body_limit: args.body_limit,
         request_timeout: args.request_timeout,
@@ -493,6 +498,20 @@ pub async fn run_webhook(args: Box<WebhookArgs>) -> anyhow::Result<()> {
         &webhook_stopped,
     )
     .await;
+    // Pinned digests are checked off the request path, with the webhook's read-only role.
+    let ecr = AwsEcr::from_env(
+        &state.config.load().region,
+        Some(state.config.load().account_id.clone()),
+    )
+    .await;
+    critical.spawn(digests::run::run(
+        ecr,
+        state.config.clone(),
+        state.digests.clone(),
+        digest_metrics,
+        digest_rx,
+        wait_for(webhook_stopped.clone()),
+    ));
     let terminated = server::termination_signal();
     state.ready.store(true, Ordering::Release);
 

@@ -9,6 +9,7 @@
 pub mod admission;
 pub mod cli;
 pub mod config;
+pub mod digests;
 pub mod ecr;
 pub mod json;
 pub mod metrics;

@@ -953,7 +953,7 @@ fn config_map_is_accepted_by_the_configuration_loader() {
     );
     assert_eq!(config.registries.len(), 6);
     assert_eq!(config.workloads, WorkloadPolicy::Preview);
-    assert_eq!(config.digests, DigestPolicy::Skip);
+    assert_eq!(config.digests, DigestPolicy::WhenCached);
 }
 
 #[test]
