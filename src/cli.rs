@@ -55,6 +55,8 @@ pub enum Command {
     Rules(RulesArgs),
     /// Watch opted-in Pods and publish Kubernetes Events when the rules they need are missing.
     Reconciler(Box<ReconcilerArgs>),
+    /// Fill the pull-through cache by tag for the images of manifests, and confirm pinned digests.
+    Warm(crate::warm::run::WarmArgs),
 }
 
 /// `pullthrough reconciler`.
@@ -584,6 +586,16 @@ pub async fn run_reconciler(args: Box<ReconcilerArgs>) -> anyhow::Result<()> {
         &stop,
     )
     .await;
+    // Warming pulls pinned images by tag through the cache, with the reconciler's role; it
+    // follows `digests` as reloaded, and does nothing unless it is `whenCached`.
+    let warm_metrics = crate::warm::run::WarmMetrics::register(metrics.registry())
+        .context("cannot register metrics")?;
+    let ecr = AwsEcr::from_env(
+        &state.config.load().region,
+        Some(state.config.load().account_id.clone()),
+    )
+    .await;
+    let warmer = Some(crate::warm::run::Warmer::new(ecr, warm_metrics));
     let (leader, election) = reconciler::run::elect(
         client.clone(),
         LeaseOptions {
@@ -612,6 +624,7 @@ pub async fn run_reconciler(args: Box<ReconcilerArgs>) -> anyhow::Result<()> {
             instance: Some(identity),
         },
         ready: state.ready.clone(),
+        warmer,
     };
     critical.spawn(reconciler.run(leader, stop.clone()));
     let terminated = server::termination_signal();
@@ -711,7 +724,7 @@ pub fn validate(cli: &Cli) -> anyhow::Result<()> {
                 bail!("--lease-duration must be at least 3s, to leave time to renew it");
             }
         }
-        Command::Preview(_) | Command::Rules(_) => {}
+        Command::Preview(_) | Command::Rules(_) | Command::Warm(_) => {}
     }
     Ok(())
 }

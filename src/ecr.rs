@@ -423,8 +423,9 @@ impl ImageSource for AwsEcr {
             .to_owned();
         let kind = match code.as_str() {
             "ImageNotFound" => return Ok(None),
+            // The upstream's rate limit is respected like ECR's own.
             "UpstreamTooManyRequests" => ErrorKind::Throttled,
-            "UpstreamAccessDenied" => ErrorKind::AccessDenied,
+            // Refused by the upstream (the rule's credentials), not by ECR: ECR is readable.
             _ => ErrorKind::Service,
         };
         Err(error(code, kind, reason.into()))

@@ -39,6 +39,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Preview(args) => cli::run_preview(&args).map(|()| true),
         Command::Webhook(args) => runtime()?.block_on(cli::run_webhook(args)).map(|()| true),
         Command::Rules(args) => runtime()?.block_on(cli::run_rules(&args)),
+        Command::Warm(args) => runtime()?.block_on(pullthrough::warm::run::run_warm(&args)),
         Command::Reconciler(args) => runtime()?
             .block_on(cli::run_reconciler(args))
             .map(|()| true),

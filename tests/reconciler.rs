@@ -181,6 +181,7 @@ fn start(cluster: Cluster, rules: RuleSnapshot, leader: Leader) -> Running {
             instance: Some(IDENTITY.into()),
         },
         ready: ready.clone(),
+        warmer: None,
     };
     let task = tokio::spawn(reconciler.run(leader, stopped));
     Running {

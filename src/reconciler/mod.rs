@@ -156,7 +156,7 @@ impl PodRecord {
     }
 
     /// Whether the webhook leaves this Pod alone under `config`.
-    fn exempt(&self, config: &Config) -> bool {
+    pub(crate) fn exempt(&self, config: &Config) -> bool {
         self.opted_out
             || config
                 .exclude
@@ -411,6 +411,8 @@ pub struct Publish {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
     Pod(String, Cause),
+    /// A notice of another check: Pod UID, reason, cause.
+    Notice(String, &'static str, String),
     Restored(String, Cause),
     Summary,
 }
@@ -618,8 +620,44 @@ impl Tracker {
 
     /// Forgets a Pod that was deleted.
     pub fn forget(&mut self, uid: &str) {
+        self.sent.retain(|k, _| {
+            !matches!(k, Key::Pod(u, _) | Key::Restored(u, _) | Key::Notice(u, _, _) if u == uid)
+        });
+    }
+
+    /// The Events for what `check` says about each of `pods`: one per Pod, reason and cause,
+    /// re-sent no more often than the rule Warnings; a notice that ends is forgotten.
+    pub fn plan_notices(
+        &mut self,
+        pods: &[&PodRecord],
+        check: impl Fn(&PodRecord) -> Vec<notice::Notice>,
+        now: Instant,
+    ) -> Vec<Publish> {
+        let mut out = Vec::new();
+        let mut current = HashSet::new();
+        for pod in pods {
+            for n in check(pod) {
+                let key = Key::Notice(pod.uid.clone(), n.reason, n.cause.clone());
+                let note = bounded(format!("{} {}.", n.message, n.detail));
+                if self.due(&key, &note, now) {
+                    out.push(Publish {
+                        target: Target::Pod(PodRef::of(pod)),
+                        severity: match n.severity {
+                            notice::Severity::Normal => Severity::Normal,
+                            notice::Severity::Warning => Severity::Warning,
+                        },
+                        reason: n.reason,
+                        note,
+                        key: key.clone(),
+                        registries: BTreeSet::new(),
+                    });
+                }
+                current.insert(key);
+            }
+        }
         self.sent
-            .retain(|k, _| !matches!(k, Key::Pod(u, _) | Key::Restored(u, _) if u == uid));
+            .retain(|k, _| !matches!(k, Key::Notice(..)) || current.contains(k));
+        out
     }
 }
 

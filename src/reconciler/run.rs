@@ -24,6 +24,7 @@ use super::{ACTION, PodRecord, Publish, Severity, Target, Tracker, World};
 use crate::config::Config;
 use crate::ecr::Backoff;
 use crate::rules::RuleSnapshot;
+use crate::warm::{self, run::Warmer};
 
 /// Namespaces whose Pods are never looked at, whatever their labels say (the webhook's
 /// configuration excludes them too).
@@ -146,6 +147,8 @@ pub struct Reconciler {
     pub reporter: Reporter,
     /// Set once both watchers have listed everything.
     pub ready: Arc<AtomicBool>,
+    /// Warms the cache for Pods' pinned images (`digests: whenCached`); `None` for no warming.
+    pub warmer: Option<Warmer>,
 }
 
 impl Reconciler {
@@ -165,8 +168,26 @@ impl Reconciler {
             self.metrics.clone(),
             stop.clone(),
         );
-        let reconcile = self.reconcile(inventory, leader, stop);
-        tokio::join!(pods, namespaces, reconcile);
+        let warm = async {
+            if let Some(warmer) = &self.warmer {
+                let inventory = inventory.clone();
+                let own = self.options.own_namespace.clone();
+                let wanted = move |config: &Config| {
+                    let inv = lock(&inventory);
+                    let pods: Vec<&PodRecord> = inv
+                        .pods
+                        .values()
+                        .filter(|p| in_scope(&inv, p, &own) && !p.exempt(config))
+                        .collect();
+                    warm::wanted(config, &pods)
+                };
+                warmer
+                    .run(self.config.clone(), wanted, leader.clone(), stop.clone())
+                    .await;
+            }
+        };
+        let reconcile = self.reconcile(inventory.clone(), leader.clone(), stop.clone());
+        tokio::join!(pods, namespaces, reconcile, warm);
     }
 
     async fn deployment_ref(&self) -> Option<ObjectReference> {
@@ -199,7 +220,7 @@ impl Reconciler {
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_mins(5));
         let mut retry_at: Option<Instant> = None;
         let mut deployment: Option<Option<ObjectReference>> = None;
-        let mut last: Option<(u64, usize, usize)> = None;
+        let mut last: Option<(u64, usize, usize, usize)> = None;
         let mut last_run = Instant::now();
         let mut ticker = tokio::time::interval(self.options.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -231,10 +252,12 @@ impl Reconciler {
             }
             let config = self.config.load_full();
             let rules = self.rules.load_full();
+            let unavailable = self.warmer.as_ref().map(|w| w.unavailable.load_full());
             let signature = (
                 generation,
                 Arc::as_ptr(&config) as usize,
                 Arc::as_ptr(&rules) as usize,
+                unavailable.as_ref().map_or(0, |u| Arc::as_ptr(u) as usize),
             );
             if last == Some(signature) && last_run.elapsed() < RECHECK {
                 continue;
@@ -248,11 +271,7 @@ impl Reconciler {
                 let pods: Vec<&PodRecord> = inv
                     .pods
                     .values()
-                    .filter(|p| {
-                        inv.namespaces.contains(&p.namespace)
-                            && p.namespace != self.options.own_namespace
-                            && p.namespace != ALWAYS_EXCLUDED
-                    })
+                    .filter(|p| in_scope(&inv, p, &self.options.own_namespace))
                     .collect();
                 self.metrics
                     .pods
@@ -262,7 +281,15 @@ impl Reconciler {
                     rules: &rules,
                     pods: &pods,
                 };
-                tracker.plan(&world, summary_ref.is_some(), now)
+                let mut planned = tracker.plan(&world, summary_ref.is_some(), now);
+                if let Some(unavailable) = &unavailable {
+                    planned.extend(tracker.plan_notices(
+                        &pods,
+                        |pod| warm::notices(unavailable, pod),
+                        now,
+                    ));
+                }
+                planned
             };
             self.metrics.runs.inc();
             let mut failed = false;
@@ -303,6 +330,14 @@ impl Reconciler {
                 .set(i64::try_from(tracker.standing()).unwrap_or(i64::MAX));
         }
     }
+}
+
+/// Whether the reconciler looks at `pod`: in an opted-in namespace, neither its own nor
+/// kube-system.
+fn in_scope(inv: &Inventory, pod: &PodRecord, own_namespace: &str) -> bool {
+    inv.namespaces.contains(&pod.namespace)
+        && pod.namespace != own_namespace
+        && pod.namespace != ALWAYS_EXCLUDED
 }
 
 async fn publish(
