@@ -222,7 +222,9 @@ async fn access_denied_is_classified() {
             assert_eq!(code, "AccessDeniedException");
             assert_eq!(*kind, ErrorKind::AccessDenied);
         }
-        other @ EcrError::ValidateCacheRule { .. } => panic!("wrong variant: {other:?}"),
+        other @ (EcrError::ValidateCacheRule { .. } | EcrError::Image { .. }) => {
+            panic!("wrong variant: {other:?}")
+        }
     }
     assert!(err.to_string().contains("AccessDeniedException"), "{err}");
     assert!(std::error::Error::source(&err).is_some());
@@ -393,7 +395,9 @@ async fn validate_rule_errors_carry_the_prefix_and_kind() {
             assert_eq!(code, "PullThroughCacheRuleNotFoundException");
             assert_eq!(*kind, ErrorKind::Service);
         }
-        other @ EcrError::ListCacheRules { .. } => panic!("wrong variant: {other:?}"),
+        other @ (EcrError::ListCacheRules { .. } | EcrError::Image { .. }) => {
+            panic!("wrong variant: {other:?}")
+        }
     }
     assert!(err.to_string().contains("gone"), "{err}");
 

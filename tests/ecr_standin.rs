@@ -400,7 +400,9 @@ async fn validate_rule_for_a_missing_rule_is_a_service_error() {
             assert_eq!(code, "PullThroughCacheRuleNotFoundException");
             assert_eq!(*kind, ErrorKind::Service);
         }
-        other @ EcrError::ListCacheRules { .. } => panic!("wrong variant: {other:?}"),
+        other @ (EcrError::ListCacheRules { .. } | EcrError::Image { .. }) => {
+            panic!("wrong variant: {other:?}")
+        }
     }
     assert_eq!(standin.count(VALIDATE), 1, "a modeled 4xx is not retried");
 }

@@ -377,9 +377,9 @@ async fn the_reconciler_warms_a_pods_pinned_image_and_warns_when_its_tag_moved()
     let mut found = Vec::new();
     for _ in 0..400 {
         found = events();
-        let warmed = warms.warms.with_label_values(&["digest_confirmed"]).get()
+        let settled = warms.warms.with_label_values(&["digest_confirmed"]).get()
             + warms.warms.with_label_values(&["digest_unavailable"]).get();
-        if !found.is_empty() && warmed == 2 {
+        if !found.is_empty() && settled == 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;

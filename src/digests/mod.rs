@@ -112,12 +112,11 @@ impl DigestSnapshot {
         let mut out = Self::EMPTY;
         for (key, cached) in answers {
             let list = out.by_digest.entry(key.digest.clone()).or_default();
-            match list.iter_mut().find(|(r, _)| *r == key.repository) {
-                Some(entry) => entry.1 = cached,
-                None => {
-                    list.push((key.repository.clone(), cached));
-                    out.len += 1;
-                }
+            if let Some(entry) = list.iter_mut().find(|(r, _)| *r == key.repository) {
+                entry.1 = cached;
+            } else {
+                list.push((key.repository.clone(), cached));
+                out.len += 1;
             }
         }
         out
@@ -668,7 +667,7 @@ mod tests {
         let wait = r.take(t0).unwrap_err();
         assert_eq!(wait, Duration::from_millis(500));
         assert!(r.take(t0 + Duration::from_millis(499)).is_err());
-        assert!(r.take(t0 + Duration::from_millis(1000)).is_ok());
+        assert!(r.take(t0 + Duration::from_secs(1)).is_ok());
         // Idle time refills the bucket only up to its size.
         let later = t0 + Duration::from_hours(1);
         assert!(r.take(later).is_ok());

@@ -203,10 +203,8 @@ pub fn exit_code(outcomes: &[Outcome]) -> u8 {
         )
     }) {
         2
-    } else if outcomes.iter().all(Outcome::usable) {
-        0
     } else {
-        1
+        u8::from(!outcomes.iter().all(Outcome::usable))
     }
 }
 
@@ -540,7 +538,7 @@ mod tests {
             reason: "AccessDenied".into(),
             unreadable: true,
         };
-        assert_eq!(exit_code(&[ok.clone()]), 0);
+        assert_eq!(exit_code(std::slice::from_ref(&ok)), 0);
         assert_eq!(exit_code(&[]), 0);
         assert_eq!(exit_code(&[ok.clone(), moved.clone()]), 1);
         assert_eq!(exit_code(&[ok.clone(), Outcome::NotCached]), 1);
