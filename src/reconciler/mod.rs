@@ -961,4 +961,44 @@ mod tests {
         assert_eq!(events.len(), 1, "{events:#?}");
         assert_eq!(events[0].reason, REASON_WRONG_UPSTREAM);
     }
+
+    #[test]
+    fn notices_of_other_checks_become_pod_events_once_until_they_change_or_end() {
+        let check = |pod: &PodRecord| -> Vec<notice::Notice> {
+            pod.containers
+                .iter()
+                .filter(|c| c.image.contains('@'))
+                .map(|c| notice::Notice {
+                    reason: "PullThroughCacheDigestUnavailable",
+                    severity: notice::Severity::Warning,
+                    cause: "tag_moved".into(),
+                    message: "The tag moved.".into(),
+                    detail: format!("container {}", c.container),
+                    resolution: None,
+                })
+                .collect()
+        };
+        let pinned = record("u1", &["nginx:1.27@sha256:aa"]);
+        let plain = record("u2", &["nginx:1.27"]);
+        let mut t = Tracker::new(Duration::from_mins(30));
+        let now = Instant::now();
+        let events = t.plan_notices(&[&pinned, &plain], check, now);
+        assert_eq!(events.len(), 1, "{events:#?}");
+        assert_eq!(events[0].reason, "PullThroughCacheDigestUnavailable");
+        assert_eq!(events[0].severity, Severity::Warning);
+        assert_eq!(events[0].note, "The tag moved. container c0.");
+        assert!(matches!(&events[0].target, Target::Pod(p) if p.uid == "u1"));
+        t.published(&events[0], now);
+        assert!(t.plan_notices(&[&pinned, &plain], check, now).is_empty());
+        assert_eq!(
+            t.plan_notices(&[&pinned], check, now + Duration::from_mins(30))
+                .len(),
+            1,
+            "re-sent after the interval"
+        );
+        // Gone: forgotten, and a new one is sent at once.
+        assert!(t.plan_notices(&[&plain], check, now).is_empty());
+        assert_eq!(t.standing(), 0);
+        assert_eq!(t.plan_notices(&[&pinned], check, now).len(), 1);
+    }
 }
