@@ -155,7 +155,13 @@ fn floor(c: &mut Criterion) {
 /// them to stderr.
 fn handler(c: &mut Criterion) {
     let metrics = Metrics::new().expect("metrics register");
-    let router = server::webhook_router(AppState::new(config(), metrics), Limits::default());
+    // As the webhook runs: a digest checker to hand pinned digests to (none in these bodies).
+    let digest_metrics = pullthrough::digests::run::DigestMetrics::register(metrics.registry())
+        .expect("metrics register");
+    let (requests, _pending) = pullthrough::digests::run::channel(&digest_metrics);
+    let mut state = AppState::new(config(), metrics);
+    state.digest_requests = Some(requests);
+    let router = server::webhook_router(state, Limits::default());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

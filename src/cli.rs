@@ -17,6 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
 use crate::config::{Config, Overrides};
+use crate::digests::{self, run::DigestMetrics};
 use crate::ecr::AwsEcr;
 use crate::metrics::Metrics;
 use crate::preview;
@@ -58,6 +59,8 @@ pub enum Command {
     Cache(crate::cache::run::CacheArgs),
     /// List the containers that run upstream images the webhook would rewrite; exit 1 if any.
     Audit(Box<crate::audit::command::AuditArgs>),
+    /// Fill the pull-through cache by tag for the images of manifests, and confirm pinned digests.
+    Warm(crate::warm::run::WarmArgs),
 }
 
 /// `pullthrough reconciler`.
@@ -497,7 +500,11 @@ pub async fn run_webhook(args: Box<WebhookArgs>) -> anyhow::Result<()> {
     let resolver = Arc::new(CertResolver::new(loaded.key));
     let tls_config = tls::server_config(resolver.clone())?;
 
-    let state = AppState::new(config, metrics.clone());
+    let mut state = AppState::new(config, metrics.clone());
+    let digest_metrics =
+        DigestMetrics::register(metrics.registry()).context("cannot register metrics")?;
+    let (digest_requests, digest_rx) = digests::run::channel(&digest_metrics);
+    state.digest_requests = Some(digest_requests);
     let limits = Limits {
         body_limit: args.body_limit,
         request_timeout: args.request_timeout,
@@ -548,6 +555,20 @@ pub async fn run_webhook(args: Box<WebhookArgs>) -> anyhow::Result<()> {
         &webhook_stopped,
     )
     .await;
+    // Pinned digests are checked off the request path, with the webhook's read-only role.
+    let ecr = AwsEcr::from_env(
+        &state.config.load().region,
+        Some(state.config.load().account_id.clone()),
+    )
+    .await;
+    critical.spawn(digests::run::run(
+        ecr,
+        state.config.clone(),
+        state.digests.clone(),
+        digest_metrics,
+        digest_rx,
+        wait_for(webhook_stopped.clone()),
+    ));
     let terminated = server::termination_signal();
     state.ready.store(true, Ordering::Release);
 
@@ -627,6 +648,16 @@ pub async fn run_reconciler(args: Box<ReconcilerArgs>) -> anyhow::Result<()> {
         wait_for(stop.clone()),
     )
     .await?;
+    // Warming pulls pinned images by tag through the cache, with the reconciler's role; it
+    // follows `digests` as reloaded, and does nothing unless it is `whenCached`.
+    let warm_metrics = crate::warm::run::WarmMetrics::register(metrics.registry())
+        .context("cannot register metrics")?;
+    let ecr = AwsEcr::from_env(
+        &state.config.load().region,
+        Some(state.config.load().account_id.clone()),
+    )
+    .await;
+    let warmer = Some(crate::warm::run::Warmer::new(ecr, warm_metrics));
     let (leader, election) = reconciler::run::elect(
         client.clone(),
         LeaseOptions {
@@ -657,6 +688,7 @@ pub async fn run_reconciler(args: Box<ReconcilerArgs>) -> anyhow::Result<()> {
             instance: Some(identity),
         },
         ready: state.ready.clone(),
+        warmer,
     };
     critical.spawn(reconciler.run(leader, stop.clone()));
     let terminated = server::termination_signal();
@@ -762,7 +794,11 @@ pub fn validate(cli: &Cli) -> anyhow::Result<()> {
                 bail!("--event-burst must be at least 1");
             }
         }
-        Command::Preview(_) | Command::Rules(_) | Command::Cache(_) | Command::Audit(_) => {}
+        Command::Preview(_)
+        | Command::Rules(_)
+        | Command::Cache(_)
+        | Command::Audit(_)
+        | Command::Warm(_) => {}
     }
     Ok(())
 }

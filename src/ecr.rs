@@ -93,6 +93,21 @@ pub enum EcrError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// `DescribeImages` or `BatchGetImage` failed for an image of the cache.
+    #[error("{operation} failed for {repository} ({code})")]
+    Image {
+        /// `DescribeImages` or `BatchGetImage`.
+        operation: &'static str,
+        /// The cache repository.
+        repository: String,
+        /// ECR's error or failure code, or the kind of transport failure.
+        code: String,
+        /// Bounded classification.
+        kind: ErrorKind,
+        /// The SDK error, or ECR's failure reason.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// A bounded classification of ECR failures, for metrics and back-off.
@@ -129,7 +144,8 @@ impl EcrError {
         match self {
             Self::ListCacheRules { kind, .. }
             | Self::ValidateCacheRule { kind, .. }
-            | Self::ReadCache { kind, .. } => *kind,
+            | Self::ReadCache { kind, .. }
+            | Self::Image { kind, .. } => *kind,
         }
     }
 }
@@ -145,6 +161,48 @@ pub trait CacheRuleSource: Send + Sync {
     ) -> impl Future<Output = Result<Validation, EcrError>> + Send;
 }
 
+/// An image in a cache repository, as ECR describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedImage {
+    /// The manifest digest (`sha256:…`).
+    pub digest: String,
+    /// The tags that point at it in the cache.
+    pub tags: Vec<String>,
+}
+
+/// The ECR calls that read, and fill, the pull-through cache by image.
+pub trait ImageSource: Send + Sync {
+    /// `DescribeImages` by digest: the image when the cache repository holds it; `None` when
+    /// the repository or the image does not exist. Read-only.
+    fn describe_digest(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> impl Future<Output = Result<Option<CachedImage>, EcrError>> + Send;
+    /// `DescribeImages` by tag: what the cache holds under the tag now, if anything. Read-only.
+    fn describe_tag(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> impl Future<Output = Result<Option<CachedImage>, EcrError>> + Send;
+    /// `BatchGetImage` by tag through the cache rule: ECR imports the image from the upstream
+    /// (creating the repository on first use) and answers its digest; `None` when the upstream
+    /// has no such tag.
+    fn fetch_tag(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> impl Future<Output = Result<Option<String>, EcrError>> + Send;
+}
+
+/// Manifest types a pull through the cache may answer with: an index for multi-architecture
+/// images (what a `tag@digest` usually pins), or a single manifest.
+const MEDIA_TYPES: [&str; 4] = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
 /// [`CacheRuleSource`] over the AWS SDK.
 #[derive(Debug, Clone)]
 pub struct AwsEcr {
@@ -478,6 +536,127 @@ impl CacheContentSource for AwsEcr {
 
 // === end of cache contents ===
 
+impl AwsEcr {
+    async fn describe(
+        &self,
+        repository: &str,
+        id: aws_sdk_ecr::types::ImageIdentifier,
+    ) -> Result<Option<CachedImage>, EcrError> {
+        let out = self
+            .client
+            .describe_images()
+            .set_registry_id(self.registry_id.clone())
+            .repository_name(repository)
+            .image_ids(id)
+            .send()
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => {
+                let (kind, code) = classify(&e);
+                // Neither the repository nor the image: the cache does not hold it (yet).
+                if matches!(
+                    code.as_str(),
+                    "RepositoryNotFoundException" | "ImageNotFoundException"
+                ) {
+                    return Ok(None);
+                }
+                return Err(EcrError::Image {
+                    operation: "DescribeImages",
+                    repository: repository.to_owned(),
+                    code,
+                    kind,
+                    source: Box::new(e),
+                });
+            }
+        };
+        Ok(out.image_details().first().and_then(|d| {
+            Some(CachedImage {
+                digest: d.image_digest()?.to_owned(),
+                tags: d.image_tags().to_vec(),
+            })
+        }))
+    }
+}
+
+impl ImageSource for AwsEcr {
+    async fn describe_digest(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Option<CachedImage>, EcrError> {
+        let id = aws_sdk_ecr::types::ImageIdentifier::builder()
+            .image_digest(digest)
+            .build();
+        self.describe(repository, id).await
+    }
+
+    async fn describe_tag(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<Option<CachedImage>, EcrError> {
+        let id = aws_sdk_ecr::types::ImageIdentifier::builder()
+            .image_tag(tag)
+            .build();
+        self.describe(repository, id).await
+    }
+
+    async fn fetch_tag(&self, repository: &str, tag: &str) -> Result<Option<String>, EcrError> {
+        let error = |code: String, kind, source: Box<dyn std::error::Error + Send + Sync>| {
+            EcrError::Image {
+                operation: "BatchGetImage",
+                repository: repository.to_owned(),
+                code,
+                kind,
+                source,
+            }
+        };
+        let out = self
+            .client
+            .batch_get_image()
+            .set_registry_id(self.registry_id.clone())
+            .repository_name(repository)
+            .image_ids(
+                aws_sdk_ecr::types::ImageIdentifier::builder()
+                    .image_tag(tag)
+                    .build(),
+            )
+            .set_accepted_media_types(Some(MEDIA_TYPES.map(str::to_owned).to_vec()))
+            .send()
+            .await
+            .map_err(|e| {
+                let (kind, code) = classify(&e);
+                error(code, kind, Box::new(e))
+            })?;
+        if let Some(digest) = out
+            .images()
+            .iter()
+            .find_map(|i| i.image_id().and_then(|id| id.image_digest()))
+        {
+            return Ok(Some(digest.to_owned()));
+        }
+        let Some(failure) = out.failures().first() else {
+            return Ok(None);
+        };
+        let code = failure
+            .failure_code()
+            .map_or("Unknown", |c| c.as_str())
+            .to_owned();
+        let reason = failure
+            .failure_reason()
+            .unwrap_or("no reason given")
+            .to_owned();
+        let kind = match code.as_str() {
+            "ImageNotFound" => return Ok(None),
+            // The upstream's rate limit is respected like ECR's own.
+            "UpstreamTooManyRequests" => ErrorKind::Throttled,
+            // Refused by the upstream (the rule's credentials), not by ECR: ECR is readable.
+            _ => ErrorKind::Service,
+        };
+        Err(error(code, kind, reason.into()))
+    }
+}
 /// Exponential back-off with full jitter: each delay is uniform in `[0, min(cap, base * 2^n)]`,
 /// so many replicas retrying after one outage spread out.
 #[derive(Debug, Clone)]

@@ -40,6 +40,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Webhook(args) => runtime()?.block_on(cli::run_webhook(args)).map(|()| true),
         Command::Rules(args) => runtime()?.block_on(cli::run_rules(&args)),
         Command::Cache(args) => runtime()?.block_on(pullthrough::cache::run::run_cache(&args)),
+        Command::Warm(args) => runtime()?.block_on(pullthrough::warm::run::run_warm(&args)),
         Command::Reconciler(args) => runtime()?
             .block_on(cli::run_reconciler(args))
             .map(|()| true),

@@ -6,6 +6,7 @@ use std::fmt;
 use crate::config::{
     Config, DigestPolicy, ECR_REPOSITORY_MAX_LEN, Mapping, UnknownRules, is_private_ecr_host,
 };
+use crate::digests::{self, DigestKey, DigestSnapshot, DigestState};
 use crate::reference::{DOCKER_HUB, NAME_MAX_LEN, Parts, ReferenceError};
 use crate::rules::{RuleSnapshot, RuleState};
 
@@ -70,6 +71,16 @@ pub enum SkipReason {
     /// The Pod's `pullthrough.dev/fallback` annotation is not a JSON list of container names,
     /// so no container of the Pod is rewritten.
     FallbackUnreadable,
+    /// The image is pinned by digest, `digests: whenCached` is in force, and the cache is not
+    /// known to hold the digest.
+    DigestNotCached {
+        /// The cache repository and the digest.
+        key: DigestKey,
+        /// [`DigestState::Unknown`] (not checked yet) or [`DigestState::NotCached`].
+        state: DigestState,
+        /// Pinned by digest alone: there is no tag to fill the cache by.
+        bare: bool,
+    },
 }
 
 impl SkipReason {
@@ -94,6 +105,10 @@ impl SkipReason {
             Self::RuleUnknown => "rule_unknown",
             Self::FallenBack => "fallback",
             Self::FallbackUnreadable => "fallback_unreadable",
+            Self::DigestNotCached { state, .. } => match state {
+                DigestState::NotCached => "digest_not_cached",
+                DigestState::Cached | DigestState::Unknown => "digest_unknown",
+            },
         }
     }
 
@@ -145,6 +160,24 @@ impl fmt::Display for SkipReason {
             Self::FallbackUnreadable => f.write_str(
                 "the pod's pullthrough.dev/fallback annotation is not a JSON list of container names",
             ),
+            Self::DigestNotCached { key, state, bare } => {
+                // Warnings are capped at 256 characters and carry the whole image: stay short.
+                let digest = digests::short(&key.digest);
+                match (state, bare) {
+                    (_, true) => write!(
+                        f,
+                        "pinned by digest alone, which cannot be warmed; rewritten once the cache holds {digest} (pull it by tag)"
+                    ),
+                    (DigestState::NotCached, false) => write!(
+                        f,
+                        "pinned by digest; the cache does not hold {digest} yet (warmed by tag, later Pods use it)"
+                    ),
+                    (DigestState::Cached | DigestState::Unknown, false) => write!(
+                        f,
+                        "pinned by digest; not known yet whether the cache holds {digest} (checked in the background)"
+                    ),
+                }
+            }
         }
     }
 }
@@ -173,8 +206,20 @@ impl Verdict<'_> {
     }
 }
 
-/// Decides what to do with one image under `config`, given what is known of the ECR rules.
+/// Decides what to do with one image under `config`, given what is known of the ECR rules and
+/// nothing of the digests in the cache.
 pub fn decide<'c>(config: &'c Config, rules: &RuleSnapshot, image: &str) -> Verdict<'c> {
+    decide_with(config, rules, &DigestSnapshot::EMPTY, image)
+}
+
+/// Decides what to do with one image under `config`, given what is known of the ECR rules and
+/// of the pinned digests the cache holds.
+pub fn decide_with<'c>(
+    config: &'c Config,
+    rules: &RuleSnapshot,
+    digests: &DigestSnapshot,
+    image: &str,
+) -> Verdict<'c> {
     let skip = |reason, mapping| Verdict {
         decision: Decision::Skip(reason),
         mapping,
@@ -281,6 +326,23 @@ pub fn decide<'c>(config: &'c Config, rules: &RuleSnapshot, image: &str) -> Verd
     }
     out.push_str(head);
     out.push_str(&path);
+    if let Some(digest) = parts.digest()
+        && config.digests == DigestPolicy::WhenCached
+    {
+        // A pull by digest from a cold cache fails: rewrite only what the cache is known to hold.
+        let repository = &out[config.registry_host.len() + 1..];
+        let state = digests.state(repository, digest);
+        if state != DigestState::Cached {
+            return skip(
+                SkipReason::DigestNotCached {
+                    key: DigestKey::new(repository, digest),
+                    state,
+                    bare: parts.tag().is_none(),
+                },
+                Some(mapping),
+            );
+        }
+    }
     // Tag and digest are carried over byte for byte; a reference without either stays so.
     if let Some(tag) = parts.tag() {
         out.push(':');
@@ -389,14 +451,100 @@ mod tests {
         "123456789012.dkr-ecr.cn-north-1.on.amazonwebservices.com.cn/app:1",
         SkipReason::AlreadyInEcr
     )]
-    #[case::digest_pinned(&format!("nginx@{SHA}"), SkipReason::DigestPinned)]
-    #[case::tag_and_digest(&format!("nginx:1.27@{SHA}"), SkipReason::DigestPinned)]
     #[case::invalid(
         "Nginx:1",
         SkipReason::InvalidReference(ReferenceError::UppercaseRepository)
     )]
     fn leaves_images_alone_with_a_reason(#[case] image: &str, #[case] reason: SkipReason) {
         assert_eq!(decision(&config(""), image), Decision::Skip(reason));
+    }
+
+    #[test]
+    fn digests_skip_leaves_every_pinned_image_alone() {
+        let c = config("digests: skip\n");
+        for image in [format!("nginx@{SHA}"), format!("nginx:1.27@{SHA}")] {
+            assert_eq!(
+                decision(&c, &image),
+                Decision::Skip(SkipReason::DigestPinned)
+            );
+        }
+    }
+
+    #[test]
+    fn when_cached_is_the_default_and_rewrites_only_known_cached_digests() {
+        let c = config("");
+        let repo = "docker-hub/library/nginx";
+        let image = format!("nginx:1.27@{SHA}");
+        let key = DigestKey::new(repo, SHA);
+        let with = |snapshot: &DigestSnapshot, image: &str| {
+            decide_with(&c, &RuleSnapshot::unknown(), snapshot, image).decision
+        };
+        // Nothing known: left alone, and the reason names what is to be checked.
+        let unknown = with(&DigestSnapshot::EMPTY, &image);
+        assert_eq!(
+            unknown,
+            Decision::Skip(SkipReason::DigestNotCached {
+                key: key.clone(),
+                state: DigestState::Unknown,
+                bare: false
+            })
+        );
+        let Decision::Skip(reason) = unknown else {
+            unreachable!()
+        };
+        assert_eq!(reason.kind(), "digest_unknown");
+        let text = reason.to_string();
+        assert!(
+            text.contains("the cache holds sha256:0123456789ab"),
+            "{text}"
+        );
+        assert!(!text.contains(SHA), "digests are shortened: {text}");
+
+        let not_cached = DigestSnapshot::from_answers([(&key, false)]);
+        let Decision::Skip(reason) = with(&not_cached, &image) else {
+            panic!("rewritten without the digest in the cache");
+        };
+        assert_eq!(reason.kind(), "digest_not_cached");
+        assert!(reason.to_string().contains("warmed by tag"), "{reason}");
+
+        // Known cached: rewritten with tag and digest byte for byte.
+        let cached = DigestSnapshot::from_answers([(&key, true)]);
+        assert_eq!(
+            with(&cached, &image),
+            Decision::Rewrite(format!("{HOST}/{repo}:1.27@{SHA}"))
+        );
+        // The same digest in another repository is another question.
+        assert!(matches!(
+            with(&cached, &format!("quay.io/a/b:1@{SHA}")),
+            Decision::Skip(SkipReason::DigestNotCached { .. })
+        ));
+        // Images without a digest do not depend on it.
+        assert_eq!(
+            with(&DigestSnapshot::EMPTY, "nginx:1.27"),
+            Decision::Rewrite(format!("{HOST}/{repo}:1.27"))
+        );
+    }
+
+    #[test]
+    fn a_bare_digest_is_rewritten_once_cached_and_otherwise_said_to_be_unwarmable() {
+        let c = config("");
+        let image = format!("nginx@{SHA}");
+        let Decision::Skip(reason) = decide(&c, &RuleSnapshot::unknown(), &image).decision else {
+            panic!("rewritten without knowledge");
+        };
+        assert!(matches!(
+            reason,
+            SkipReason::DigestNotCached { bare: true, .. }
+        ));
+        assert!(reason.to_string().contains("cannot be warmed"), "{reason}");
+        let cached = DigestSnapshot::from_answers([(
+            &DigestKey::new("docker-hub/library/nginx", SHA),
+            true,
+        )]);
+        assert_eq!(
+            decide_with(&c, &RuleSnapshot::unknown(), &cached, &image).decision,
+            Decision::Rewrite(format!("{HOST}/docker-hub/library/nginx@{SHA}"))
+        );
     }
 
     #[test]

@@ -26,9 +26,11 @@ use tower::ServiceExt as _;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::admission::{self, Reviewed};
-use crate::config::Config;
+use crate::config::{Config, DigestPolicy};
+use crate::digests::run::DigestRequests;
+use crate::digests::{DigestKey, DigestSnapshot};
 use crate::metrics::Metrics;
-use crate::rewrite::Decision;
+use crate::rewrite::{Decision, SkipReason};
 use crate::rules::RuleSnapshot;
 
 /// Path of the mutating webhook.
@@ -47,6 +49,10 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// What was admitted since the last summary line.
     pub activity: Arc<Activity>,
+    /// What is known of pinned digests in the cache; swapped whole by the digest checker.
+    pub digests: Arc<ArcSwap<DigestSnapshot>>,
+    /// Where digests the webhook needs an answer for go; `None` when no checker runs.
+    pub digest_requests: Option<DigestRequests>,
 }
 
 impl AppState {
@@ -58,6 +64,8 @@ impl AppState {
             metrics,
             ready: Arc::new(AtomicBool::new(false)),
             activity: Arc::new(Activity::new(SUMMARY_INTERVAL)),
+            digests: Arc::new(ArcSwap::from_pointee(DigestSnapshot::EMPTY)),
+            digest_requests: None,
         }
     }
 }
@@ -244,9 +252,13 @@ fn answer(state: &AppState, body: &Bytes) -> Response {
     let started = Instant::now();
     let config = state.config.load();
     let rules = state.rules.load();
-    let response = match admission::review(&config, &rules, body) {
+    let digests = state.digests.load();
+    let response = match admission::review_with(&config, &rules, &digests, body) {
         Ok(reviewed) => {
             record(&state.metrics, &state.activity, started, &reviewed);
+            if let Some(requests) = &state.digest_requests {
+                ask_about_digests(requests, &config, &reviewed);
+            }
             let bytes = reviewed.response.into_review().to_vec();
             ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
         }
@@ -267,6 +279,27 @@ fn answer(state: &AppState, body: &Bytes) -> Response {
         .duration
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// Hands every pinned digest of the request to the checker, without waiting: those not known to
+/// be cached so that they are checked, the cached ones so that they stay remembered and are
+/// checked again when their answer ages.
+fn ask_about_digests(requests: &DigestRequests, config: &Config, reviewed: &Reviewed<'_>) {
+    if config.digests != DigestPolicy::WhenCached {
+        return;
+    }
+    for image in &reviewed.plan.images {
+        let key = match &image.decision {
+            Decision::Skip(SkipReason::DigestNotCached { key, .. }) => Some(key.clone()),
+            Decision::Rewrite(to) if image.image.contains('@') => {
+                DigestKey::of_rewritten(&config.registry_host, to)
+            }
+            _ => None,
+        };
+        if let Some(key) = key {
+            requests.ask(key);
+        }
+    }
 }
 
 /// Counts and logs one reviewed request, never the object: the request and the decision for each
@@ -686,7 +719,7 @@ mod tests {
         assert_eq!(count("quay.io", "rewritten"), 2);
         assert_eq!(count("ghcr.io", "rewritten"), 2);
         assert_eq!(count("other", "not_mapped"), 4);
-        assert_eq!(count("docker.io", "digest_pinned"), 2);
+        assert_eq!(count("docker.io", "digest_unknown"), 2);
         let rendered = metrics.render();
         assert_eq!(
             rendered.matches("pullthrough_images_total{").count(),

@@ -635,7 +635,13 @@ fn reconciler_may_patch_pods_only_with_the_fallback_enabled() {
         row("", "pods", &[], &["get", "list", "watch"]),
         row("", "pods", &[], &["patch"]),
         row("", "namespaces", &[], &["get", "list", "watch"]),
-        row("events.k8s.io", "events", &[], &["create", "patch"]),
+        row(
+            "events.k8s.io",
+            "events",
+            &[],
+            &["create", "get", "list", "patch"],
+        ),
+        row("apps", "deployments", &[], &["get"]),
     ]
     .into_iter()
     .collect();
@@ -1009,7 +1015,7 @@ fn config_map_is_accepted_by_the_configuration_loader() {
     );
     assert_eq!(config.registries.len(), 6);
     assert_eq!(config.workloads, WorkloadPolicy::Preview);
-    assert_eq!(config.digests, DigestPolicy::Skip);
+    assert_eq!(config.digests, DigestPolicy::WhenCached);
 }
 
 #[test]

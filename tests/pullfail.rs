@@ -175,6 +175,7 @@ fn start_in(cluster: Cluster, rules: RuleSnapshot, config: Config, leader: &Lead
             instance: Some(IDENTITY.into()),
         },
         ready: ready.clone(),
+        warmer: None,
     };
     let task = tokio::spawn(reconciler.run(leader, stopped));
     Running {

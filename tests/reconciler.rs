@@ -202,6 +202,7 @@ fn start_on(
             instance: Some(identity.into()),
         },
         ready: ready.clone(),
+        warmer: None,
     };
     let task = tokio::spawn(reconciler.run(leader, stopped));
     Running {

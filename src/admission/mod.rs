@@ -24,7 +24,7 @@ pub use read::check as check_reader;
 pub use kind::{ContainerKind, Scope, TargetKind};
 pub use plan::{ImageOutcome, PodPlan, PodSkip, plan_object, pod_exclusion};
 pub use response::{AdmissionResponse, ReviewResponse, Status};
-pub use review::{Outcome, Reviewed, Unreadable, review};
+pub use review::{Outcome, Reviewed, Unreadable, review, review_with};
 pub use view::ObjectView;
 
 #[cfg(test)]

@@ -6,8 +6,9 @@ use super::kind::{ContainerKind, Scope, TargetKind};
 use super::record::{Record, record};
 use super::view::ObjectView;
 use super::{FALLBACK_ANNOTATION, SKIP_ANNOTATION};
-use crate::config::Config;
-use crate::rewrite::{Decision, SkipReason, Verdict, decide};
+use crate::config::{Config, DigestPolicy};
+use crate::digests::DigestSnapshot;
+use crate::rewrite::{Decision, SkipReason, Verdict, decide_with};
 use crate::rules::RuleSnapshot;
 
 /// Longest warning the API server passes on untruncated.
@@ -74,6 +75,8 @@ pub struct PodPlan<'c> {
     pub(super) base: &'static [&'static str],
     /// The record of original images to write, when images are rewritten and it is kept.
     pub(super) record: Option<Record>,
+    /// The digest policy the plan was made under, for the warnings.
+    pub(super) digests: DigestPolicy,
 }
 
 impl PodPlan<'_> {
@@ -110,10 +113,15 @@ impl PodPlan<'_> {
                     i.image
                 ),
                 Decision::Rewrite(_) if i.image.contains('@') => format!(
-                    "pullthrough: {prefix}{} {:?} image {:?} is pinned by digest and rewritten: the cache must already hold it",
+                    "pullthrough: {prefix}{} {:?} image {:?} is pinned by digest and rewritten: {}",
                     i.kind.noun(),
                     i.container,
-                    i.image
+                    i.image,
+                    if self.digests == DigestPolicy::WhenCached {
+                        "the pull-through cache holds its digest"
+                    } else {
+                        "the cache must already hold it"
+                    }
                 ),
                 _ => continue,
             };
@@ -139,6 +147,7 @@ pub(super) fn truncate(mut s: String) -> String {
 pub fn plan_object<'c>(
     config: &'c Config,
     rules: &RuleSnapshot,
+    digests: &DigestSnapshot,
     target: TargetKind,
     object: &ObjectView<'c>,
     old: Option<&ObjectView<'c>>,
@@ -176,7 +185,7 @@ pub fn plan_object<'c>(
         let Verdict {
             mut decision,
             mapping,
-        } = decide(config, rules, image);
+        } = decide_with(config, rules, digests, image);
         // An update is about what it changes: an image it leaves as it was is neither
         // rewritten (that would restart the container) nor reported again.
         if scope != Scope::Create {
@@ -215,6 +224,7 @@ pub fn plan_object<'c>(
         images,
         base: target.pod_path(),
         record,
+        digests: config.digests,
     }
 }
 

@@ -1,5 +1,6 @@
 //! One AdmissionReview body in, one answer out: reading, routing and answering a request.
 
+use crate::digests::DigestSnapshot;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -65,6 +66,16 @@ pub fn review<'c>(
     rules: &RuleSnapshot,
     body: &'c [u8],
 ) -> Result<Reviewed<'c>, Unreadable> {
+    review_with(config, rules, &DigestSnapshot::EMPTY, body)
+}
+
+/// [`review`], given what is known of the pinned digests the cache holds.
+pub fn review_with<'c>(
+    config: &'c Config,
+    rules: &RuleSnapshot,
+    digests: &DigestSnapshot,
+    body: &'c [u8],
+) -> Result<Reviewed<'c>, Unreadable> {
     // Checking the whole body as UTF-8 once is cheaper than checking every string as it is read;
     // a body that is not UTF-8 is read as bytes, for the same error as before.
     let parsed = match std::str::from_utf8(body) {
@@ -99,7 +110,7 @@ pub fn review<'c>(
             ),
         ));
     }
-    Ok(review_request(config, rules, &request))
+    Ok(review_request(config, rules, digests, &request))
 }
 
 fn invalid(uid: &str, message: String) -> Reviewed<'static> {
@@ -131,6 +142,7 @@ fn read_uid(body: &[u8]) -> Option<String> {
 fn review_request<'c>(
     config: &'c Config,
     rules: &RuleSnapshot,
+    digests: &DigestSnapshot,
     request: &RequestView<'c>,
 ) -> Reviewed<'c> {
     let object_name = request
@@ -170,6 +182,7 @@ fn review_request<'c>(
     let plan = plan_object(
         config,
         rules,
+        digests,
         target,
         object,
         request.old_object.as_ref(),

@@ -558,7 +558,15 @@ fn the_written_patch_is_what_serde_writes_for_the_operations() {
             let text = object.to_string();
             let view: ObjectView<'_> = serde_json::from_str(&text).unwrap();
             for scope in [Scope::Create, Scope::EphemeralContainers] {
-                let plan = plan_object(&c, &RuleSnapshot::unknown(), target, &view, None, scope);
+                let plan = plan_object(
+                    &c,
+                    &RuleSnapshot::unknown(),
+                    &crate::digests::DigestSnapshot::EMPTY,
+                    target,
+                    &view,
+                    None,
+                    scope,
+                );
                 let operations = plan.operations();
                 let mut bytes = Vec::new();
                 plan.write_patch(&mut bytes);

@@ -215,6 +215,7 @@ fn preview_value(
         let plan = plan_object(
             config,
             &RuleSnapshot::unknown(),
+            &crate::digests::DigestSnapshot::EMPTY,
             target,
             &view,
             None,

@@ -80,6 +80,13 @@ pub const CHECKS: &[Check] = &[
         ready: |w| w.rules.is_known(),
         run: |w, p| crate::audit::notices(w.config, w.rules, w.audit, p),
     },
+    Check {
+        name: "digests",
+        reasons: &[crate::warm::REASON_DIGEST_UNAVAILABLE],
+        resolutions: &[],
+        ready: |_| true,
+        run: |w, p| crate::warm::notices(w.unavailable, p),
+    },
 ];
 
 /// The Pods in scope and what is known of the rules, as of one reconcile.
@@ -92,6 +99,8 @@ pub struct World<'a> {
     pub pods: &'a [&'a PodRecord],
     /// What is known of namespace opt-in and rule history, for the bypass check.
     pub audit: &'a crate::audit::Facts,
+    /// Pinned digests the cache cannot have (their tag moved upstream), from warming.
+    pub unavailable: &'a crate::warm::Unavailable,
 }
 
 /// Cuts `note` to the Events API's limit, on a character boundary.

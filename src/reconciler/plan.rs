@@ -487,6 +487,7 @@ mod tests {
             rules,
             pods,
             audit: &crate::audit::NO_FACTS,
+            unavailable: &crate::warm::NO_UNAVAILABLE,
         }
     }
 

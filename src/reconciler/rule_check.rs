@@ -439,6 +439,7 @@ mod tests {
             rules: &rules,
             pods: &pods,
             audit: &crate::audit::NO_FACTS,
+            unavailable: &crate::warm::NO_UNAVAILABLE,
         };
         let found = notices(&world, &pod);
         assert_eq!(found.len(), 2, "{found:#?}");

@@ -33,6 +33,7 @@ use crate::audit::{self, Facts, RuleHistory};
 use crate::config::Config;
 use crate::ecr::Backoff;
 use crate::rules::RuleSnapshot;
+use crate::warm::{self, run::Warmer};
 
 /// Namespaces whose Pods are never looked at, whatever their labels say (the webhook's
 /// configuration excludes them too).
@@ -189,6 +190,8 @@ pub struct Reconciler {
     pub reporter: Reporter,
     /// Set once both watchers have listed everything.
     pub ready: Arc<AtomicBool>,
+    /// Warms the cache for Pods' pinned images (`digests: whenCached`); `None` for no warming.
+    pub warmer: Option<Warmer>,
 }
 
 impl Reconciler {
@@ -208,8 +211,26 @@ impl Reconciler {
             self.metrics.clone(),
             stop.clone(),
         );
-        let reconcile = self.reconcile(inventory, leader, stop);
-        tokio::join!(pods, namespaces, reconcile);
+        let warm = async {
+            if let Some(warmer) = &self.warmer {
+                let inventory = inventory.clone();
+                let own = self.options.own_namespace.clone();
+                let wanted = move |config: &Config| {
+                    let inv = lock(&inventory);
+                    let pods: Vec<&PodRecord> = inv
+                        .pods
+                        .values()
+                        .filter(|p| in_scope(&inv, p, &own) && !p.exempt(config))
+                        .collect();
+                    warm::wanted(config, &pods)
+                };
+                warmer
+                    .run(self.config.clone(), wanted, leader.clone(), stop.clone())
+                    .await;
+            }
+        };
+        let reconcile = self.reconcile(inventory.clone(), leader.clone(), stop.clone());
+        tokio::join!(pods, namespaces, reconcile, warm);
     }
 
     async fn deployment_ref(&self) -> Option<ObjectReference> {
@@ -252,7 +273,7 @@ impl Reconciler {
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_mins(5));
         let mut retry_at: Option<Instant> = None;
         let mut deployment: Option<Option<ObjectReference>> = None;
-        let mut last: Option<(u64, usize, usize)> = None;
+        let mut last: Option<(u64, usize, usize, usize)> = None;
         let mut last_run = Instant::now();
         // Whether the record of standing Events was read from the cluster since this replica
         // last gained the Lease.
@@ -321,10 +342,12 @@ impl Reconciler {
             }
             let config = self.config.load_full();
             let rules = self.rules.load_full();
+            let unavailable = self.warmer.as_ref().map(|w| w.unavailable.load_full());
             let signature = (
                 generation,
                 Arc::as_ptr(&config) as usize,
                 Arc::as_ptr(&rules) as usize,
+                unavailable.as_ref().map_or(0, |u| Arc::as_ptr(u) as usize),
             );
             if last == Some(signature)
                 && last_run.elapsed() < RECHECK.min(self.options.resend_interval)
@@ -338,11 +361,7 @@ impl Reconciler {
                 let pods: Vec<&PodRecord> = inv
                     .pods
                     .values()
-                    .filter(|p| {
-                        inv.namespaces.contains(&*p.namespace)
-                            && *p.namespace != *self.options.own_namespace
-                            && &*p.namespace != ALWAYS_EXCLUDED
-                    })
+                    .filter(|p| in_scope(&inv, p, &self.options.own_namespace))
                     .collect();
                 self.metrics
                     .pods
@@ -363,11 +382,13 @@ impl Reconciler {
                     rule_usable_since: rule_history.usable_since(&rules),
                     ..Facts::default()
                 };
+                let no_unavailable = warm::Unavailable::default();
                 let world = World {
                     config: &config,
                     rules: &rules,
                     pods: &pods,
                     audit: &facts,
+                    unavailable: unavailable.as_deref().unwrap_or(&no_unavailable),
                 };
                 (
                     tracker.plan(&world, CHECKS, summary_ref.is_some(), now),
@@ -520,6 +541,14 @@ impl Reconciler {
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).
+/// Whether the reconciler looks at `pod`: in an opted-in namespace, neither its own nor
+/// kube-system.
+fn in_scope(inv: &Inventory, pod: &PodRecord, own_namespace: &str) -> bool {
+    inv.namespaces.contains(&*pod.namespace)
+        && *pod.namespace != *own_namespace
+        && &*pod.namespace != ALWAYS_EXCLUDED
+}
+
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }

@@ -36,6 +36,13 @@ pub const DESCRIBE_IMAGES: &str = "AmazonEC2ContainerRegistry_V20150921.Describe
 /// `DescribeRepositoryCreationTemplates`.
 pub const DESCRIBE_TEMPLATES: &str =
     "AmazonEC2ContainerRegistry_V20150921.DescribeRepositoryCreationTemplates";
+/// `BatchGetImage`.
+pub const BATCH_GET_IMAGE: &str = "AmazonEC2ContainerRegistry_V20150921.BatchGetImage";
+
+/// A digest made of one repeated hex digit, for readable tests.
+pub fn digest(hex: char) -> String {
+    format!("sha256:{}", hex.to_string().repeat(64))
+}
 
 /// How the stand-in answers; set before starting, adjustable afterwards via [`StandIn::script`].
 #[derive(Debug, Clone)]
@@ -61,6 +68,14 @@ pub struct Script {
     pub images: BTreeMap<String, Vec<Value>>,
     /// Repository creation templates, as ECR's JSON objects (see [`template_json`]).
     pub templates: Vec<Value>,
+    /// The upstream registries behind the pull-through cache rules: cache repository
+    /// (`docker-hub/library/nginx`) -> tag -> the digest the tag has upstream now. Change it to
+    /// move a tag.
+    pub upstream: BTreeMap<String, BTreeMap<String, String>>,
+    /// Operations (`X-Amz-Target`) answered with `AccessDeniedException`.
+    pub deny: Vec<String>,
+    /// While true, requests are recorded but not answered.
+    pub hold: bool,
 }
 
 impl Default for Script {
@@ -76,6 +91,9 @@ impl Default for Script {
             repositories: Vec::new(),
             images: BTreeMap::new(),
             templates: Vec::new(),
+            upstream: BTreeMap::new(),
+            deny: Vec::new(),
+            hold: false,
         }
     }
 }
@@ -97,6 +115,10 @@ pub struct Seen {
 struct State {
     script: Script,
     seen: Vec<Seen>,
+    /// What the cache holds: repository -> digest -> tags. A repository exists once listed.
+    cache: BTreeMap<String, BTreeMap<String, Vec<String>>>,
+    /// Requests answered so far, by target.
+    answered: Vec<String>,
 }
 
 /// A running stand-in; it lives as long as the Tokio runtime that started it.
@@ -114,7 +136,7 @@ impl StandIn {
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State {
             script,
-            seen: Vec::new(),
+            ..State::default()
         }));
         let shared = Arc::clone(&state);
         tokio::spawn(async move {
@@ -153,6 +175,39 @@ impl StandIn {
             .iter()
             .filter(|s| s.target == target)
             .count()
+    }
+
+    /// How many requests of `target` were answered (not merely received).
+    pub fn answered(&self, target: &str) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .answered
+            .iter()
+            .filter(|t| *t == target)
+            .count()
+    }
+
+    /// Puts an image in the cache, as an earlier pull through it would have.
+    pub fn seed(&self, repository: &str, digest: &str, tags: &[&str]) {
+        let mut state = self.state.lock().unwrap();
+        let repo = state.cache.entry(repository.to_owned()).or_default();
+        for held in repo.values_mut() {
+            held.retain(|t| !tags.contains(&t.as_str()));
+        }
+        repo.entry(digest.to_owned())
+            .or_default()
+            .extend(tags.iter().map(|t| (*t).to_owned()));
+    }
+
+    /// The digests the cache holds in `repository` (`None` when the repository does not exist).
+    pub fn cached(&self, repository: &str) -> Option<Vec<String>> {
+        self.state
+            .lock()
+            .unwrap()
+            .cache
+            .get(repository)
+            .map(|r| r.keys().cloned().collect())
     }
 
     /// Changes the script of a running stand-in.
@@ -206,16 +261,23 @@ async fn handle(
     let bytes = req.into_body().collect().await.unwrap().to_bytes();
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
 
-    // Decide under the lock, sleep (if asked) outside it.
-    let (response, delay) = {
-        let mut state = state.lock().unwrap();
-        state.seen.push(Seen {
+    {
+        state.lock().unwrap().seen.push(Seen {
             target: target.clone(),
             content_type,
             authorization,
             body: body.clone(),
         });
+    }
+    while state.lock().unwrap().script.hold {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Decide under the lock, sleep (if asked) outside it.
+    let (response, delay) = {
+        let mut state = state.lock().unwrap();
+        state.answered.push(target.clone());
         let attempt = state.seen.len();
+        let state = &mut *state;
         let script = &state.script;
         let response = if let Some((status, raw)) = &script.fail_with {
             Response::builder()
@@ -224,14 +286,25 @@ async fn handle(
                 .unwrap()
         } else if attempt <= script.throttle_first {
             error_response(script, 400, "ThrottlingException", "Rate exceeded")
+        } else if script.deny.contains(&target) {
+            let operation = target.strip_prefix(TARGET_PREFIX).unwrap_or(&target);
+            error_response(
+                script,
+                400,
+                "AccessDeniedException",
+                &format!(
+                    "User: arn:aws:sts::123456789012:assumed-role/pullthrough/x is not authorized to perform: ecr:{operation}"
+                ),
+            )
         } else if target == DESCRIBE {
             describe(script, &body)
         } else if target == VALIDATE {
             validate(script, &body)
         } else if target == DESCRIBE_REPOSITORIES {
             page_of(script, &body, &script.repositories, "repositories")
-        } else if target == DESCRIBE_IMAGES {
-            describe_images(script, &body)
+        } else if target == DESCRIBE_IMAGES && body.get("imageIds").is_none() {
+            // A listing of a repository (the cache report); by id, the pull-through cache below.
+            list_images(script, &body)
         } else if target == DESCRIBE_TEMPLATES {
             page_of(
                 script,
@@ -239,6 +312,10 @@ async fn handle(
                 &script.templates,
                 "repositoryCreationTemplates",
             )
+        } else if target == DESCRIBE_IMAGES {
+            describe_images(script, &state.cache, &body)
+        } else if target == BATCH_GET_IMAGE {
+            batch_get_image(script, &mut state.cache, &body)
         } else {
             error_response(
                 script,
@@ -343,6 +420,144 @@ fn validate(script: &Script, body: &Value) -> Response<Full<Bytes>> {
     json_response(200, &answer)
 }
 
+/// The one image id of a request's `imageIds`: (digest, tag).
+fn image_id(body: &Value) -> (Option<String>, Option<String>) {
+    let id = &body["imageIds"][0];
+    (
+        id["imageDigest"].as_str().map(str::to_owned),
+        id["imageTag"].as_str().map(str::to_owned),
+    )
+}
+
+fn repository_not_found(script: &Script, repository: &str) -> Response<Full<Bytes>> {
+    error_response(
+        script,
+        400,
+        "RepositoryNotFoundException",
+        &format!(
+            "The repository with name '{repository}' does not exist in the registry with id '123456789012'"
+        ),
+    )
+}
+
+type Cache = BTreeMap<String, BTreeMap<String, Vec<String>>>;
+
+/// `DescribeImages` with one image id, by digest or by tag.
+fn describe_images(script: &Script, cache: &Cache, body: &Value) -> Response<Full<Bytes>> {
+    let repository = body["repositoryName"].as_str().unwrap_or_default();
+    let Some(repo) = cache.get(repository) else {
+        return repository_not_found(script, repository);
+    };
+    let (digest, tag) = image_id(body);
+    let found = repo.iter().find(|(d, tags)| {
+        digest.as_ref().is_none_or(|want| want == *d)
+            && tag.as_ref().is_none_or(|want| tags.contains(want))
+            && (digest.is_some() || tag.is_some())
+    });
+    let Some((d, tags)) = found else {
+        return error_response(
+            script,
+            400,
+            "ImageNotFoundException",
+            &format!(
+                "The image with imageId {{imageDigest:'{}', imageTag:'{}'}} does not exist within the repository with name '{repository}'",
+                digest.unwrap_or_default(),
+                tag.unwrap_or_default()
+            ),
+        );
+    };
+    let mut detail = json!({
+        "registryId": "123456789012",
+        "repositoryName": repository,
+        "imageDigest": d,
+        "imageSizeInBytes": 1234,
+        "imagePushedAt": 1.7E9,
+        "imageManifestMediaType": "application/vnd.oci.image.index.v1+json",
+    });
+    if !tags.is_empty() {
+        detail["imageTags"] = json!(tags);
+    }
+    json_response(200, &json!({ "imageDetails": [detail] }))
+}
+
+/// `BatchGetImage` through the pull-through cache: by tag it imports what the upstream has
+/// under the tag now (creating the repository on first use, moving the tag in the cache); by
+/// digest it answers only for an image the cache holds, as ECR cannot fill its cache from a
+/// pull by digest.
+fn batch_get_image(script: &Script, cache: &mut Cache, body: &Value) -> Response<Full<Bytes>> {
+    let repository = body["repositoryName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let covered = script.rules.iter().any(|r| {
+        r["ecrRepositoryPrefix"]
+            .as_str()
+            .is_some_and(|p| p == "ROOT" || repository.starts_with(&format!("{p}/")))
+    });
+    if !covered && !cache.contains_key(&repository) {
+        return repository_not_found(script, &repository);
+    }
+    let (digest, tag) = image_id(body);
+    let image = |d: &str, t: Option<&str>| {
+        let mut id = json!({ "imageDigest": d });
+        if let Some(t) = t {
+            id["imageTag"] = json!(t);
+        }
+        json!({
+            "registryId": "123456789012",
+            "repositoryName": repository,
+            "imageId": id,
+            "imageManifest": "{\"schemaVersion\":2}",
+            "imageManifestMediaType": "application/vnd.oci.image.index.v1+json",
+        })
+    };
+    let not_found = |id: Value| {
+        json_response(
+            200,
+            &json!({
+                "images": [],
+                "failures": [{
+                    "imageId": id,
+                    "failureCode": "ImageNotFound",
+                    "failureReason": "Requested image not found",
+                }],
+            }),
+        )
+    };
+    if let Some(tag) = tag {
+        let upstream = script.upstream.get(&repository).and_then(|t| t.get(&tag));
+        let Some(upstream) = upstream else {
+            return not_found(json!({ "imageTag": tag }));
+        };
+        let repo = cache.entry(repository.clone()).or_default();
+        for tags in repo.values_mut() {
+            tags.retain(|t| *t != tag);
+        }
+        repo.entry(upstream.clone()).or_default().push(tag.clone());
+        return json_response(
+            200,
+            &json!({ "images": [image(upstream, Some(&tag))], "failures": [] }),
+        );
+    }
+    let Some(digest) = digest else {
+        return json_response(
+            200,
+            &json!({ "images": [], "failures": [{ "imageId": {}, "failureCode": "MissingDigestAndTag", "failureReason": "no digest and no tag" }] }),
+        );
+    };
+    if cache
+        .get(&repository)
+        .is_some_and(|r| r.contains_key(&digest))
+    {
+        json_response(
+            200,
+            &json!({ "images": [image(&digest, None)], "failures": [] }),
+        )
+    } else {
+        not_found(json!({ "imageDigest": digest }))
+    }
+}
+
 /// A rule as ECR returns it.
 pub fn rule_json(prefix: &str, upstream_url: &str) -> Value {
     json!({
@@ -440,7 +655,7 @@ fn page_of(script: &Script, body: &Value, items: &[Value], key: &str) -> Respons
     json_response(200, &answer)
 }
 
-fn describe_images(script: &Script, body: &Value) -> Response<Full<Bytes>> {
+fn list_images(script: &Script, body: &Value) -> Response<Full<Bytes>> {
     let Some(name) = body.get("repositoryName").and_then(Value::as_str) else {
         return error_response(
             script,
