@@ -13,12 +13,8 @@ use pullthrough::metrics::Metrics;
 use pullthrough::reconciler::run::ReconcilerMetrics;
 use serde_json::Value;
 
-/// Metrics of the reconciler's bypass and pull-failure checks, which are built apart from
-/// this module; each name is the one the check is specified to export.
-const FROM_OTHER_CHECKS: [&str; 2] = [
-    "pullthrough_bypassing_containers",
-    "pullthrough_pull_failures_total",
-];
+/// Metrics registered elsewhere than the registries built here; none today.
+const FROM_OTHER_CHECKS: [&str; 0] = [];
 
 fn chart(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -32,6 +28,8 @@ fn exported() -> BTreeSet<String> {
     let m = Metrics::new().unwrap();
     let r = ReconcilerMetrics::register(m.registry()).unwrap();
     let c = CacheMetrics::register(m.registry()).unwrap();
+    let w = pullthrough::warm::run::WarmMetrics::register(m.registry()).unwrap();
+    let d = pullthrough::digests::run::DigestMetrics::register(m.registry()).unwrap();
     let collectors: Vec<&dyn Collector> = vec![
         &m.admission.requests,
         &m.admission.duration,
@@ -50,6 +48,14 @@ fn exported() -> BTreeSet<String> {
         &r.leader,
         &r.pods,
         &r.standing,
+        &r.rate_limited,
+        &r.bypassing,
+        &r.pulls.failures,
+        &r.pulls.fallbacks,
+        &w.warms,
+        &d.known,
+        &d.checks,
+        &d.dropped,
         &c.repositories,
         &c.images,
         &c.bytes,

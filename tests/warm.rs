@@ -372,7 +372,8 @@ async fn the_reconciler_warms_a_pods_pinned_image_and_warns_when_its_tag_moved()
             .unwrap()
             .seen
             .iter()
-            .filter(|s| s.path.starts_with("/apis/events.k8s.io/"))
+            // Published Events, not the list of those already published.
+            .filter(|s| s.method == "POST" && s.path.starts_with("/apis/events.k8s.io/"))
             .cloned()
             .collect::<Vec<_>>()
     };
