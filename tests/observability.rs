@@ -28,8 +28,8 @@ fn exported() -> BTreeSet<String> {
     let m = Metrics::new().unwrap();
     let r = ReconcilerMetrics::register(m.registry()).unwrap();
     let c = CacheMetrics::register(m.registry()).unwrap();
-    let w = pullthrough::warm::run::WarmMetrics::register(m.registry()).unwrap();
-    let d = pullthrough::digests::run::DigestMetrics::register(m.registry()).unwrap();
+    let warm = pullthrough::warm::run::WarmMetrics::register(m.registry()).unwrap();
+    let digests = pullthrough::digests::run::DigestMetrics::register(m.registry()).unwrap();
     let collectors: Vec<&dyn Collector> = vec![
         &m.admission.requests,
         &m.admission.duration,
@@ -52,10 +52,10 @@ fn exported() -> BTreeSet<String> {
         &r.bypassing,
         &r.pulls.failures,
         &r.pulls.fallbacks,
-        &w.warms,
-        &d.known,
-        &d.checks,
-        &d.dropped,
+        &warm.warms,
+        &digests.known,
+        &digests.checks,
+        &digests.dropped,
         &c.repositories,
         &c.images,
         &c.bytes,
