@@ -506,8 +506,9 @@ async fn a_recovered_pull_gets_a_normal_event_once_the_container_starts() {
     let e = regarding(&recovered, "web");
     assert_eq!(e.body["type"], "Normal");
     let note = e.body["note"].as_str().unwrap();
+    // Published by the grouped Event layer as the resolution of the Pod's Warning.
     assert!(
-        note.contains(&format!("app pulled {} and started", nginx())),
+        note.contains("failed to pull through the ECR pull-through cache have started"),
         "{note}"
     );
     r.more_passes(3).await;
@@ -602,7 +603,7 @@ async fn a_failing_container_falls_back_once_with_its_annotation_and_event() {
     let recovered = r.wait_for_events("PullThroughCachePullRecovered", 1).await;
     let note = recovered[0].body["note"].as_str().unwrap();
     assert!(
-        note.contains("started on its original image nginx:1.27 after the fallback"),
+        note.contains("failed to pull through the ECR pull-through cache have started"),
         "{note}"
     );
     r.stop().await;

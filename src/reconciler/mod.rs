@@ -81,6 +81,13 @@ pub const CHECKS: &[Check] = &[
         run: |w, p| crate::audit::notices(w.config, w.rules, w.audit, p),
     },
     Check {
+        name: "pulls",
+        reasons: &[crate::pullfail::REASON_PULL_FAILING],
+        resolutions: &[crate::pullfail::REASON_PULL_RECOVERED],
+        ready: |_| true,
+        run: |w, p| crate::pullfail::notices(w.config, w.rules, p),
+    },
+    Check {
         name: "digests",
         reasons: &[crate::warm::REASON_DIGEST_UNAVAILABLE],
         resolutions: &[],

@@ -395,7 +395,12 @@ impl Reconciler {
                     pulls.plan(&config, &rules, &pods, now),
                 )
             };
-            let (planned, pull_plan) = planned;
+            let (planned, mut pull_plan) = planned;
+            // Failing and recovered pulls go out through the checks above, grouped and
+            // rate-limited like every Event; the pull tracker keeps the fallbacks and their Events.
+            pull_plan
+                .events
+                .retain(|e| e.reason == crate::pullfail::REASON_FALLBACK);
             self.metrics.pulls.count(&pull_plan);
             self.metrics.runs.inc();
             let mut failed = false;
