@@ -2,8 +2,8 @@
 # Dependency policy with cargo-deny: licences, bans, sources, and RustSec advisories, always
 # against a real advisory database:
 #
-#   1. a fresh copy of the database, when `cargo deny fetch db` can reach it (it is a git
-#      repository on GitHub);
+#   1. in the hosted CI workflow (GITHUB_ACTIONS=true), a fresh copy of the database, when
+#      `cargo deny fetch db` can reach it (it is a git repository on GitHub);
 #   2. otherwise the snapshot in shared/advisory-db beside the repository (its SNAPSHOT.md names
 #      the commit and date), or in $PULLTHROUGH_ADVISORY_DB when that is set; cargo-deny reads a
 #      database as a git repository, so the snapshot is committed into one under
@@ -83,13 +83,17 @@ prepare_snapshot() {
 
 echo "== cargo deny: advisories"
 mkdir -p "$tools"
-if cargo deny fetch db 2>"$tools/deny-fetch.log"; then
+# Only the hosted CI workflow fetches the database; everywhere else the snapshot is used and
+# nothing is fetched.
+if [[ ${GITHUB_ACTIONS:-} == true ]] && cargo deny fetch db 2>"$tools/deny-fetch.log"; then
   fresh=${CARGO_HOME:-$HOME/.cargo}/advisory-dbs/$db_folder
   echo "database: RustSec, fetched now ($(git -C "$fresh" log -1 --format='commit %h of %cs' 2>/dev/null || echo 'commit unknown'))"
   # Online, so that yanked versions are looked up in the crates.io index too.
   cargo deny --locked check advisories
 else
-  echo "the RustSec database cannot be fetched: $(grep -v "^[[:space:]]*$" "$tools/deny-fetch.log" | tail -n 1)"
+  if [[ -s $tools/deny-fetch.log ]]; then
+    echo "the RustSec database cannot be fetched: $(grep -v "^[[:space:]]*$" "$tools/deny-fetch.log" | tail -n 1)"
+  fi
   if ! snapshot=$(find_snapshot); then
     echo "no advisory database: the fetch failed and no snapshot was found (set PULLTHROUGH_ADVISORY_DB)" >&2
     exit 1
