@@ -10,6 +10,7 @@ pub mod admission;
 pub mod audit;
 pub mod cache;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod digests;
 pub mod ecr;
