@@ -14,7 +14,7 @@ use super::{
 };
 use crate::config::Config;
 use crate::reconciler::notice::Severity;
-use crate::reconciler::{NOTE_MAX_LEN, PodRecord};
+use crate::reconciler::{PodRecord, bounded};
 use crate::rules::RuleSnapshot;
 
 type ContainerKey = (String, String);
@@ -63,7 +63,7 @@ pub struct PullEvent {
     pub severity: Severity,
     /// `PullThroughCachePullFailing` or `PullThroughCachePullRecovered`.
     pub reason: &'static str,
-    /// The note, at most [`NOTE_MAX_LEN`] bytes.
+    /// The note, at most [`NOTE_MAX_LEN`](crate::reconciler::NOTE_MAX_LEN) bytes.
     pub note: String,
     /// The cause label it is about.
     pub cause: &'static str,
@@ -94,18 +94,6 @@ pub struct PullTracker {
 
 fn key(uid: &str, container: &str) -> ContainerKey {
     (uid.to_owned(), container.to_owned())
-}
-
-fn bounded(mut note: String) -> String {
-    if note.len() > NOTE_MAX_LEN {
-        let mut cut = NOTE_MAX_LEN - '…'.len_utf8();
-        while !note.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        note.truncate(cut);
-        note.push('…');
-    }
-    note
 }
 
 impl PullTracker {
@@ -340,6 +328,8 @@ impl PullTracker {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+
+    use crate::reconciler::NOTE_MAX_LEN;
 
     use super::super::fixtures::*;
     use super::*;

@@ -327,16 +327,14 @@ impl PodRecord {
 
     /// Whether the webhook leaves this Pod alone under `config`.
     pub fn exempt(&self, config: &Config) -> bool {
-        self.opted_out
-            || config
-                .exclude
-                .pod_labels
-                .iter()
-                .any(|sel| sel.matches(self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
-            || self
-                .owner_kinds
-                .iter()
-                .any(|kind| config.exclude.owner_kinds.contains(kind))
+        // The webhook's own rule, so that the two cannot disagree.
+        crate::admission::pod_exclusion(
+            config,
+            self.opted_out,
+            &self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            self.owner_kinds.iter().map(String::as_str),
+        )
+        .is_some()
     }
 }
 
