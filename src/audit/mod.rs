@@ -59,9 +59,11 @@ pub fn bypasses(config: &Config, rules: &RuleSnapshot, pod: &PodRecord) -> Vec<B
     if excluded.is_some() {
         return Vec::new();
     }
+    // Containers put back on their original image are left alone on purpose.
+    let fallen_back = pod.pull.fallen_back().unwrap_or_default();
     let mut out = Vec::new();
     for c in &pod.containers {
-        if pod.fallback.contains(&c.container) {
+        if fallen_back.contains(&c.container) {
             continue;
         }
         let verdict = decide(config, rules, &c.image);
@@ -471,7 +473,6 @@ mod tests {
                 })
                 .collect(),
             created: Some(at(3_000)),
-            fallback: Vec::new(),
             pull: crate::pullfail::PullRecord::default(),
         }
     }
@@ -573,7 +574,7 @@ mod tests {
     #[test]
     fn containers_put_back_by_the_fallback_do_not_bypass() {
         let mut p = pod(&[("app", "nginx:1.27"), ("sidecar", "redis:7")]);
-        p.fallback = vec!["app".into()];
+        p.pull.fallback = Some("[\"app\"]".into());
         assert_eq!(names(&bypasses(&config(), &present(), &p)), ["sidecar"]);
     }
 

@@ -287,7 +287,6 @@ mod tests {
                 })
                 .collect(),
             created: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000)),
-            fallback: Vec::new(),
             pull: crate::pullfail::PullRecord::default(),
         }
     }

@@ -50,7 +50,6 @@ pub fn record(uid: &str, images: &[&str]) -> PodRecord {
         owner_uid: None,
         opted_out: false,
         created: None,
-        fallback: Vec::new(),
         pull: crate::pullfail::PullRecord::default(),
         containers: images
             .iter()

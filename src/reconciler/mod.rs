@@ -22,7 +22,7 @@ use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
-use crate::admission::{FALLBACK_ANNOTATION, ORIGINAL_IMAGES_ANNOTATION, SKIP_ANNOTATION};
+use crate::admission::{ORIGINAL_IMAGES_ANNOTATION, SKIP_ANNOTATION};
 use crate::config::Config;
 use crate::rules::RuleSnapshot;
 
@@ -160,8 +160,6 @@ pub struct PodRecord {
     pub containers: Containers,
     /// When the Pod was created, to tell why it bypasses the cache.
     pub created: Option<SystemTime>,
-    /// Containers put back on their original image (the fallback annotation): left alone.
-    pub fallback: Vec<String>,
     /// Containers that have not started, and the fallback annotation: for pull failures.
     pub pull: crate::pullfail::PullRecord,
 }
@@ -317,10 +315,6 @@ impl PodRecord {
                 .creation_timestamp
                 .as_ref()
                 .map(|t| SystemTime::from(t.0)),
-            fallback: annotations
-                .and_then(|a| a.get(FALLBACK_ANNOTATION))
-                .and_then(|s| serde_json::from_str(s).ok())
-                .unwrap_or_default(),
             pull: crate::pullfail::PullRecord::from_pod(pod),
         })
     }

@@ -491,7 +491,6 @@ mod tests {
                 })
                 .collect(),
             created: None,
-            fallback: Vec::new(),
             pull: crate::pullfail::PullRecord::default(),
         }
     }
