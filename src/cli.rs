@@ -39,6 +39,8 @@ pub enum Command {
     Audit(Box<crate::audit::command::AuditArgs>),
     /// Fill the pull-through cache by tag for the images of manifests, and confirm pinned digests.
     Warm(crate::warm::run::WarmArgs),
+    /// Print the MutatingAdmissionPolicy that makes the API server rewrite as the webhook does.
+    Policy(Box<crate::policy::command::PolicyArgs>),
 }
 
 /// `pullthrough reconciler`.
@@ -287,7 +289,8 @@ pub fn validate(cli: &Cli) -> anyhow::Result<()> {
         | Command::Rules(_)
         | Command::Cache(_)
         | Command::Audit(_)
-        | Command::Warm(_) => {}
+        | Command::Warm(_)
+        | Command::Policy(_) => {}
     }
     Ok(())
 }

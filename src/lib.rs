@@ -17,6 +17,7 @@ pub mod ecr;
 pub mod iac;
 pub mod json;
 pub mod metrics;
+pub mod policy;
 pub mod preview;
 pub mod pullfail;
 pub mod reconciler;

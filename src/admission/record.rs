@@ -1,7 +1,5 @@
 //! The record of original images kept in the pod's annotation, and where it goes.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use super::ORIGINAL_IMAGES_ANNOTATION;
@@ -42,7 +40,9 @@ pub(super) fn record(pod: &ObjectView<'_>, images: &[ImageOutcome<'_>]) -> Optio
         })
         .map(|i| i.kind.record_key(&i.container).into_owned())
         .collect();
-    let mut originals: BTreeMap<&str, &str> = BTreeMap::new();
+    // In the Pod's order (init containers, containers, ephemeral containers, volumes), which
+    // is also the order the MutatingAdmissionPolicy can write: both write the same text.
+    let mut originals: Vec<(&str, &str)> = Vec::new();
     let mut volume_key = volume_keys.iter();
     for i in images {
         if matches!(i.decision, Decision::Rewrite(_)) {
@@ -51,7 +51,9 @@ pub(super) fn record(pod: &ObjectView<'_>, images: &[ImageOutcome<'_>]) -> Optio
             } else {
                 &i.container
             };
-            originals.insert(key, &i.image);
+            if !originals.iter().any(|(k, _)| *k == key) {
+                originals.push((key, &i.image));
+            }
         }
     }
     if originals.is_empty() {
@@ -81,8 +83,8 @@ pub(super) fn record(pod: &ObjectView<'_>, images: &[ImageOutcome<'_>]) -> Optio
     Some(Record { at, literal })
 }
 
-/// A map of strings as a JSON object, the text serde_json writes for it.
-pub(super) fn object_text(map: &BTreeMap<&str, &str>) -> String {
+/// Pairs of strings as a JSON object, the text serde_json writes for it.
+pub(super) fn object_text(map: &[(&str, &str)]) -> String {
     let mut out = Vec::with_capacity(
         map.iter()
             .map(|(k, v)| k.len() + v.len() + 6)
@@ -95,7 +97,7 @@ pub(super) fn object_text(map: &BTreeMap<&str, &str>) -> String {
 }
 
 /// Writes the text of `map` as a JSON object ([`object_text`]), as a JSON string.
-pub(super) fn write_object_literal(out: &mut Vec<u8>, map: &BTreeMap<&str, &str>) {
+pub(super) fn write_object_literal(out: &mut Vec<u8>, map: &[(&str, &str)]) {
     if !map
         .iter()
         .all(|(k, v)| json::is_plain(k) && json::is_plain(v))

@@ -73,11 +73,14 @@ fn object_text_is_what_serde_json_writes() {
         ],
     ];
     for pairs in cases {
-        let map: BTreeMap<&str, &str> = pairs.iter().copied().collect();
+        let map: serde_json::Map<String, Value> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
+            .collect();
         let text = serde_json::to_string(&map).unwrap();
-        assert_eq!(object_text(&map), text);
+        assert_eq!(object_text(pairs), text);
         let mut literal = Vec::new();
-        write_object_literal(&mut literal, &map);
+        write_object_literal(&mut literal, pairs);
         assert_eq!(literal, serde_json::to_vec(&text).unwrap(), "{text}");
     }
 }

@@ -135,6 +135,15 @@ impl DigestSnapshot {
         }
     }
 
+    /// Every `(repository, digest)` the cache is known to hold.
+    pub fn cached(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.by_digest.iter().flat_map(|(digest, list)| {
+            list.iter()
+                .filter(|(_, cached)| *cached)
+                .map(move |(repository, _)| (repository.as_str(), digest.as_str()))
+        })
+    }
+
     /// Digests with an answer.
     pub fn len(&self) -> usize {
         self.len

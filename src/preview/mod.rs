@@ -438,7 +438,7 @@ spec:
     fn yaml_output_is_the_input_with_only_the_images_and_the_record_changed() {
         let input = include_str!("../../tests/fixtures/preview/tricky.yaml");
         let p = preview(&config(), input, "tricky.yaml").unwrap();
-        let record = r#"'{"init":"busybox:1.36","volume/models":"quay.io/example/models:v3","web":"nginx:1.27"}'"#;
+        let record = r#"'{"init":"busybox:1.36","web":"nginx:1.27","volume/models":"quay.io/example/models:v3"}'"#;
         let expected = input
             .replace(
                 "image: \"busybox:1.36\"   # quoted",
