@@ -92,6 +92,19 @@ pub struct ReconcilerArgs {
     /// How often the configuration file is checked for changes.
     #[arg(long, env = "PULLTHROUGH_RELOAD_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub reload_interval: Duration,
+    /// Keep the MutatingAdmissionPolicy (Kubernetes 1.36+) applied and in step with the
+    /// configuration, the rule status and the confirmed digests, while holding the Lease.
+    #[arg(long, env = "PULLTHROUGH_MANAGE_POLICY")]
+    pub manage_policy: bool,
+    /// Name of the MutatingAdmissionPolicy (the binding, which the chart owns, names it).
+    #[arg(long, env = "PULLTHROUGH_POLICY_NAME", default_value = crate::policy::DEFAULT_NAME)]
+    pub policy_name: String,
+    /// What the API server does when the policy cannot be evaluated.
+    #[arg(long, env = "PULLTHROUGH_POLICY_FAILURE_POLICY", value_enum, default_value_t = crate::policy::FailurePolicy::Ignore)]
+    pub policy_failure_policy: crate::policy::FailurePolicy,
+    /// Most confirmed digests the policy carries; past it, the webhook rewrites the others.
+    #[arg(long, env = "PULLTHROUGH_POLICY_MAX_DIGESTS", default_value_t = crate::policy::DEFAULT_MAX_DIGESTS)]
+    pub policy_max_digests: usize,
 }
 
 /// `pullthrough rules`.
@@ -283,6 +296,9 @@ pub fn validate(cli: &Cli) -> anyhow::Result<()> {
             }
             if args.event_burst == 0 {
                 bail!("--event-burst must be at least 1");
+            }
+            if args.manage_policy {
+                crate::policy::check_selector(&args.namespace_selector)?;
             }
         }
         Command::Preview(_)

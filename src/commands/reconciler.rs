@@ -13,7 +13,10 @@ use super::{spawn_background, wait_for};
 use crate::cli::ReconcilerArgs;
 use crate::ecr::AwsEcr;
 use crate::metrics::Metrics;
+use crate::policy::Options as PolicyOptions;
+use crate::policy::apply::{PolicyMetrics, PolicyTask};
 use crate::reconciler;
+use crate::reconciler::writer::EventWriter;
 use crate::reconciler::run::{
     LeaseOptions, Options as ReconcileOptions, Reconciler, ReconcilerMetrics,
 };
@@ -81,7 +84,9 @@ pub async fn run_reconciler(args: Box<ReconcilerArgs>) -> anyhow::Result<()> {
         Some(state.config.load().account_id.clone()),
     )
     .await;
-    let warmer = Some(crate::warm::run::Warmer::new(ecr, warm_metrics));
+    let warmer = crate::warm::run::Warmer::new(ecr, warm_metrics);
+    let confirmed = warmer.confirmed.clone();
+    let warmer = Some(warmer);
     let (leader, election) = reconciler::run::elect(
         client.clone(),
         LeaseOptions {
@@ -93,6 +98,37 @@ pub async fn run_reconciler(args: Box<ReconcilerArgs>) -> anyhow::Result<()> {
         reconciler_metrics.clone(),
         stop.clone(),
     );
+    if args.manage_policy {
+        let task = PolicyTask {
+            client: client.clone(),
+            config: state.config.clone(),
+            rules: state.rules.clone(),
+            digests: confirmed,
+            options: PolicyOptions {
+                name: args.policy_name.clone(),
+                namespace_selector: args.namespace_selector.clone(),
+                excluded_namespaces: vec![namespace.clone()],
+                failure_policy: args.policy_failure_policy,
+                max_digests: args.policy_max_digests,
+            },
+            events: EventWriter::new(
+                client.clone(),
+                Reporter {
+                    controller: "pullthrough".to_owned(),
+                    instance: Some(identity.clone()),
+                },
+            ),
+            deployment: args
+                .deployment_name
+                .clone()
+                .map(|d| (namespace.clone(), d)),
+            metrics: PolicyMetrics::register(metrics.registry())
+                .context("cannot register metrics")?,
+            tick: crate::policy::apply::TICK,
+            min_interval: crate::policy::keep::MIN_INTERVAL,
+        };
+        critical.spawn(task.run(leader.clone(), stop.clone()));
+    }
     let reconciler = Reconciler {
         client,
         config: state.config.clone(),

@@ -7,8 +7,10 @@
 //! opted-in namespaces, never `kube-system` or pullthrough's own), is planned here too; in a
 //! cluster the chart owns it and the reconciler writes only the policy.
 
+pub mod apply;
 pub mod cel;
 pub mod command;
+pub mod keep;
 
 use serde_json::{Value, json};
 
@@ -18,6 +20,12 @@ use crate::reference::{DOCKER_HUB, Parts};
 use crate::rules::RuleSnapshot;
 
 use cel::{Knowledge, Route};
+
+/// Annotation of the policy: a fingerprint of its spec, so that a replica that gains the Lease
+/// knows whether the policy in the cluster is already the one it would apply.
+pub const FINGERPRINT_ANNOTATION: &str = "pullthrough.dev/fingerprint";
+/// Annotation of the policy: the registries it rewrites, comma-separated.
+pub const REGISTRIES_ANNOTATION: &str = "pullthrough.dev/registries";
 
 /// The API group and version of the objects.
 pub const API_VERSION: &str = "admissionregistration.k8s.io/v1";
@@ -90,10 +98,24 @@ pub struct Plan {
     pub digests_left_out: usize,
 }
 
+impl Plan {
+    /// The policy's fingerprint.
+    pub fn fingerprint(&self) -> &str {
+        self.policy["metadata"]["annotations"][FINGERPRINT_ANNOTATION]
+            .as_str()
+            .unwrap_or_default()
+    }
+}
+
 /// An invalid `--namespace-selector`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} is not a namespace label selector (key=value or key, comma-separated)")]
 pub struct SelectorError(String);
+
+/// Checks a namespace selector the way [`plan`] reads it.
+pub fn check_selector(text: &str) -> Result<(), SelectorError> {
+    namespace_selector(text, &[]).map(|_| ())
+}
 
 /// Plans the policy and its binding.
 pub fn plan(
@@ -120,18 +142,7 @@ pub fn plan(
         "app.kubernetes.io/name": "pullthrough",
         "app.kubernetes.io/managed-by": "pullthrough",
     });
-    let policy = json!({
-        "apiVersion": API_VERSION,
-        "kind": "MutatingAdmissionPolicy",
-        "metadata": {
-            "name": options.name,
-            "labels": labels,
-            "annotations": {
-                "pullthrough.dev/registries": registries.join(","),
-                "pullthrough.dev/digests": knowledge.cached.len().to_string(),
-            },
-        },
-        "spec": {
+    let spec = json!({
             "failurePolicy": options.failure_policy.as_str(),
             "reinvocationPolicy": "IfNeeded",
             "matchConstraints": {
@@ -144,7 +155,20 @@ pub fn plan(
                 "patchType": "JSONPatch",
                 "jsonPatch": {"expression": compiled.patch},
             }],
+    });
+    let policy = json!({
+        "apiVersion": API_VERSION,
+        "kind": "MutatingAdmissionPolicy",
+        "metadata": {
+            "name": options.name,
+            "labels": labels,
+            "annotations": {
+                REGISTRIES_ANNOTATION: registries.join(","),
+                "pullthrough.dev/digests": knowledge.cached.len().to_string(),
+                FINGERPRINT_ANNOTATION: fingerprint(&spec),
+            },
         },
+        "spec": spec,
     });
     let binding = json!({
         "apiVersion": API_VERSION,
@@ -165,6 +189,17 @@ pub fn plan(
         digests: knowledge.cached.len(),
         digests_left_out: left_out,
     })
+}
+
+/// FNV-1a over the spec's JSON text: stable across builds and platforms, which a fingerprint
+/// compared between replicas and releases must be.
+fn fingerprint(spec: &Value) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in spec.to_string().bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
 }
 
 /// What the CEL is compiled from: the usable routes, the exclusions, the carried digests.

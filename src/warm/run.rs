@@ -282,6 +282,8 @@ pub struct Warmer {
     pub source: AwsEcr,
     /// Images whose pinned digest cannot be had through the cache; read by the Event check.
     pub unavailable: Arc<ArcSwap<Unavailable>>,
+    /// Pinned digests confirmed in the cache; read by the policy task.
+    pub confirmed: Arc<ArcSwap<crate::digests::DigestSnapshot>>,
     /// Metrics.
     pub metrics: WarmMetrics,
 }
@@ -292,6 +294,7 @@ impl Warmer {
         Self {
             source,
             unavailable: Arc::new(ArcSwap::from_pointee(Unavailable::default())),
+            confirmed: Arc::new(ArcSwap::from_pointee(crate::digests::DigestSnapshot::EMPTY)),
             metrics,
         }
     }
@@ -325,6 +328,10 @@ impl Warmer {
                     let unavailable = warming.unavailable();
                     if **self.unavailable.load() != unavailable {
                         self.unavailable.store(Arc::new(unavailable));
+                    }
+                    let confirmed = warming.confirmed();
+                    if **self.confirmed.load() != confirmed {
+                        self.confirmed.store(Arc::new(confirmed));
                     }
                     continue;
                 }
