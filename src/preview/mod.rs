@@ -291,7 +291,7 @@ fn rows_of(namespace: &str, object: &str, plan: &PodPlan<'_>) -> Vec<Row> {
         .map(|i| {
             let (new_image, reason) = match &i.decision {
                 Decision::Rewrite(to) => (Some(to.clone()), "rewritten".to_owned()),
-                Decision::Skip(reason) => (None, reason.to_string()),
+                Decision::Skip(reason) => (None, reason.offline().to_string()),
             };
             Row {
                 namespace: namespace.to_owned(),
@@ -731,5 +731,23 @@ spec:
             "{note}"
         );
         assert!(!note.contains("left as it is"), "{note}");
+    }
+
+    #[test]
+    fn a_pinned_digest_is_said_to_be_unknown_offline_not_checked_in_the_background() {
+        let sha = format!("sha256:{}", "0123456789abcdef".repeat(4));
+        let input = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers:\n    - name: a\n      image: nginx:1.27@{sha}\n    - name: b\n      image: nginx@{sha}\n"
+        );
+        let p = preview(&config(), &input, "-").unwrap();
+        assert_eq!(p.text, input);
+        let reasons: Vec<_> = p.rows.iter().map(|r| r.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "pinned by digest; rewritten once the cache holds sha256:0123456789ab, which preview does not know (ask pullthrough warm --check)",
+                "pinned by digest alone, which cannot be warmed; rewritten once the cache holds sha256:0123456789ab, which preview does not know (ask pullthrough warm --check)",
+            ]
+        );
     }
 }
