@@ -182,6 +182,37 @@ impl fmt::Display for SkipReason {
     }
 }
 
+impl SkipReason {
+    /// The reason as said offline (`pullthrough preview`), where nothing is known of what the
+    /// cache holds: the [`Display`](fmt::Display) text but for a pinned digest, whose state only
+    /// the webhook learns.
+    pub fn offline(&self) -> Offline<'_> {
+        Offline(self)
+    }
+}
+
+/// [`SkipReason::offline`].
+#[derive(Debug, Clone, Copy)]
+pub struct Offline<'r>(&'r SkipReason);
+
+impl fmt::Display for Offline<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let SkipReason::DigestNotCached { key, bare, .. } = self.0 else {
+            return self.0.fmt(f);
+        };
+        let digest = digests::short(&key.digest);
+        let pinned = if *bare {
+            "pinned by digest alone, which cannot be warmed"
+        } else {
+            "pinned by digest"
+        };
+        write!(
+            f,
+            "{pinned}; rewritten once the cache holds {digest}, which preview does not know (ask pullthrough warm --check)"
+        )
+    }
+}
+
 /// A decision and the mapping it was made under, if the image's registry is mapped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict<'c> {
@@ -523,6 +554,39 @@ mod tests {
             with(&DigestSnapshot::EMPTY, "nginx:1.27"),
             Decision::Rewrite(format!("{HOST}/{repo}:1.27"))
         );
+    }
+
+    #[test]
+    fn offline_a_pinned_digest_is_said_to_be_unknown_and_other_reasons_read_as_ever() {
+        let key = DigestKey::new("docker-hub/library/nginx", SHA);
+        for bare in [false, true] {
+            let reason = SkipReason::DigestNotCached {
+                key: key.clone(),
+                state: DigestState::Unknown,
+                bare,
+            };
+            let offline = reason.offline().to_string();
+            assert!(
+                offline.contains("which preview does not know (ask pullthrough warm --check)")
+                    && offline.contains("sha256:0123456789ab")
+                    && !offline.contains("background"),
+                "{offline}"
+            );
+            assert_ne!(offline, reason.to_string());
+        }
+        let webhook = SkipReason::DigestNotCached {
+            key,
+            state: DigestState::Unknown,
+            bare: false,
+        };
+        assert!(
+            webhook.to_string().ends_with("(checked in the background)"),
+            "{webhook}"
+        );
+        let other = SkipReason::NotMapped {
+            registry: "registry.example".to_owned(),
+        };
+        assert_eq!(other.offline().to_string(), other.to_string());
     }
 
     #[test]

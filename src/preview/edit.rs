@@ -1,6 +1,9 @@
 //! In-place edits of YAML or JSON text: values found by JSON Pointer, replaced or added where
 //! they stand, everything else left byte for byte.
 //!
+//! A null where a mapping is to go (`annotations:` with nothing after it, `~`, `null`) is a
+//! mapping not written yet, as JSON Patch's `add` takes it: the mapping is written in its place.
+//!
 //! Rewriting a manifest through a YAML library changes what it means to Kubernetes, which
 //! reads YAML 1.1 (`no` is false, `0755` is 493): only the edited scalars are written here.
 
@@ -15,6 +18,10 @@ struct ScalarAt {
     start: usize,
     end: usize,
     style: ScalarStyle,
+    /// Reads as null (plain and empty, `~` or `null`).
+    null: bool,
+    /// Carries an anchor or a tag, which a mapping written in its place would lose or break.
+    marked: bool,
 }
 
 /// Where a mapping stands: its first byte, whether it is a flow mapping (`{…}`), and the
@@ -87,7 +94,7 @@ fn index(text: &str) -> Result<Vec<Document>, String> {
                 stack.clear();
             }
             Event::DocumentEnd => docs.push(std::mem::take(&mut doc)),
-            Event::Scalar(value, style, _, _) => {
+            Event::Scalar(value, style, anchor, tag) => {
                 if let Some(Frame::Map { key, at, .. }) = stack.last_mut()
                     && key.is_none()
                 {
@@ -98,8 +105,25 @@ fn index(text: &str) -> Result<Vec<Document>, String> {
                     continue;
                 }
                 if let Some(p) = place_of(&mut stack) {
-                    let end = scalar_end(text, start, end, style);
-                    doc.scalars.insert(p, ScalarAt { start, end, style });
+                    // An empty scalar's span may run on over the `, ` after a flow key.
+                    let end = if value.is_empty() && style == ScalarStyle::Plain {
+                        start
+                    } else {
+                        scalar_end(text, start, end, style)
+                    };
+                    let null = style == ScalarStyle::Plain
+                        && matches!(&*value, "" | "~" | "null" | "Null" | "NULL");
+                    let marked = anchor != 0 || tag.is_some();
+                    doc.scalars.insert(
+                        p,
+                        ScalarAt {
+                            start,
+                            end,
+                            style,
+                            null,
+                            marked,
+                        },
+                    );
                 }
             }
             Event::Alias(_) => {
@@ -221,8 +245,17 @@ fn escape(key: &str) -> String {
 pub struct Edited {
     /// The text with every change that could be placed.
     pub text: String,
-    /// One line per change left out, with the pointer and why.
-    pub unplaced: Vec<String>,
+    /// Every change left out.
+    pub unplaced: Vec<Unplaced>,
+}
+
+/// A change [`apply`] left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unplaced {
+    /// Its index in the changes given to [`apply`].
+    pub change: usize,
+    /// Where it was to go and why it could not: `document 2: /spec/…: why`.
+    pub why: String,
 }
 
 /// Applies `changes` to `text`, leaving every other byte as it is.
@@ -234,29 +267,32 @@ pub fn apply(text: &str, changes: &[Change]) -> Result<Edited, String> {
         });
     }
     let docs = index(text)?;
-    let mut splices: Vec<(usize, usize, String)> = Vec::new();
+    let mut splices: Vec<(usize, usize, String, usize)> = Vec::new();
     let mut unplaced = Vec::new();
-    for change in changes {
+    let mut leave_out = |change: usize, why: &str| {
+        let c = &changes[change];
+        unplaced.push(Unplaced {
+            change,
+            why: format!("document {}: {}: {why}", c.document + 1, c.pointer),
+        });
+    };
+    for (n, change) in changes.iter().enumerate() {
         let Some(doc) = docs.get(change.document) else {
-            unplaced.push(format!("{}: document not found", change.pointer));
+            leave_out(n, "document not found");
             continue;
         };
         match place(text, doc, change) {
-            Ok(splice) => splices.push(splice),
-            Err(why) => unplaced.push(format!(
-                "document {}: {}: {why}",
-                change.document + 1,
-                change.pointer
-            )),
+            Ok((start, end, new)) => splices.push((start, end, new, n)),
+            Err(why) => leave_out(n, &why),
         }
     }
     // From the end, so that earlier offsets stay valid.
     splices.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
     let mut out = text.to_owned();
     let mut limit = usize::MAX;
-    for (start, end, new) in splices {
+    for (start, end, new, n) in splices {
         if end > limit {
-            unplaced.push(format!("overlapping change at byte {start}"));
+            leave_out(n, &format!("overlaps another change at byte {start}"));
             continue;
         }
         out.replace_range(start..end, &new);
@@ -272,7 +308,13 @@ pub fn apply(text: &str, changes: &[Change]) -> Result<Edited, String> {
 fn place(text: &str, doc: &Document, change: &Change) -> Result<(usize, usize, String), String> {
     if let Some(at) = doc.scalars.get(&change.pointer) {
         let Value::String(new) = &change.value else {
-            return Err("a scalar stands where a mapping goes".to_owned());
+            return match (at.null, at.marked) {
+                (true, false) if change.expect.is_none() => fill_null(text, doc, change, at),
+                (true, true) => {
+                    Err("a null with an anchor or a tag stands where a mapping goes".to_owned())
+                }
+                _ => Err("a scalar stands where a mapping goes".to_owned()),
+            };
         };
         let source = &text[at.start..at.end];
         if let Some(expect) = &change.expect
@@ -321,11 +363,69 @@ fn place(text: &str, doc: &Document, change: &Change) -> Result<(usize, usize, S
     Ok((first, first, entry))
 }
 
+/// The splice that writes the mapping of `change` where the null `at` stands. Under a key of a
+/// block mapping, with the null on the key's line, the mapping goes in block style below the
+/// key (after its comment), as an added one would; anywhere else it goes as a flow mapping in
+/// JSON, which stands wherever a scalar does, in YAML and in JSON.
+fn fill_null(
+    text: &str,
+    doc: &Document,
+    change: &Change,
+    at: &ScalarAt,
+) -> Result<(usize, usize, String), String> {
+    let bytes = text.as_bytes();
+    // An empty null's span starts at its key's colon, or, in a flow mapping, where a key
+    // written without one ends.
+    let colon = if at.start == at.end {
+        (bytes.get(at.start) == Some(&b':')).then_some(at.start)
+    } else {
+        let before = text[..at.start].trim_end_matches([' ', '\t']);
+        before.ends_with(':').then(|| before.len() - 1)
+    };
+    let parent = change
+        .pointer
+        .rsplit_once('/')
+        .and_then(|(parent, _)| doc.mappings.get(parent));
+    let flow = change.value.to_string();
+    match (parent, colon) {
+        (
+            Some(MappingAt {
+                flow: false,
+                first_key: Some((_, col)),
+                ..
+            }),
+            Some(colon),
+        ) => {
+            let line_end = text[colon..].find('\n').map_or(text.len(), |n| colon + n);
+            let kept_from = if at.start == at.end {
+                colon + 1
+            } else {
+                at.end
+            };
+            let mut new = text[kept_from..line_end].to_owned();
+            block_value(&mut new, &change.value, *col);
+            Ok((colon + 1, line_end, new))
+        }
+        _ if at.start != at.end => Ok((at.start, at.end, flow)),
+        (Some(MappingAt { flow: true, .. }), Some(colon)) => {
+            Ok((colon + 1, colon + 1, format!(" {flow}")))
+        }
+        (Some(MappingAt { flow: true, .. }), None) => Ok((at.start, at.start, format!(": {flow}"))),
+        _ => Err("the null is not under a key it can be written after".to_owned()),
+    }
+}
+
 /// `key: value` in block style at column `col` (the first line's indentation is the caller's).
 fn block_entry(out: &mut String, key: &str, value: &Value, col: usize) {
     out.push_str(&yaml_scalar(key));
     out.push(':');
+    block_value(out, value, col);
+}
+
+/// What follows `key:` in block style for a key at column `col`.
+fn block_value(out: &mut String, value: &Value, col: usize) {
     match value {
+        Value::Object(map) if map.is_empty() => out.push_str(" {}"),
         Value::Object(map) => {
             for (k, v) in map {
                 out.push('\n');
@@ -392,6 +492,7 @@ fn unquote(source: &str, style: ScalarStyle) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rstest::rstest;
     use serde_json::json;
 
     fn change(document: usize, pointer: &str, value: Value, expect: Option<&str>) -> Change {
@@ -507,5 +608,102 @@ mod tests {
             "123456789012.dkr.ecr.eu-west-1.amazonaws.com/quay/x:1"
         ));
         assert!(plain_safe("pullthrough.dev/original-images"));
+    }
+
+    #[rstest]
+    #[case::bare(
+        "m:\n  annotations:\n  name: p\n",
+        "m:\n  annotations:\n    k.io/x: '{\"a\":1}'\n  name: p\n"
+    )]
+    #[case::bare_then_blank_line(
+        "m:\n  annotations:\n\nspec: {}\n",
+        "m:\n  annotations:\n    k.io/x: '{\"a\":1}'\n\nspec: {}\n"
+    )]
+    #[case::bare_with_comment(
+        "m:\n  annotations:   # none yet\n  name: p\n",
+        "m:\n  annotations:   # none yet\n    k.io/x: '{\"a\":1}'\n  name: p\n"
+    )]
+    #[case::bare_at_the_end("m:\n  annotations:", "m:\n  annotations:\n    k.io/x: '{\"a\":1}'")]
+    #[case::tilde(
+        "m:\n  annotations: ~\n  name: p\n",
+        "m:\n  annotations:\n    k.io/x: '{\"a\":1}'\n  name: p\n"
+    )]
+    #[case::null_with_comment(
+        "m:\n  annotations:  Null # why\n",
+        "m:\n  annotations: # why\n    k.io/x: '{\"a\":1}'\n"
+    )]
+    #[case::on_a_line_of_its_own(
+        "m:\n  annotations:\n    ~\n",
+        "m:\n  annotations:\n    {\"k.io/x\":\"{\\\"a\\\":1}\"}\n"
+    )]
+    #[case::json(
+        "{\"m\": {\"annotations\": null, \"name\": \"p\"}}",
+        "{\"m\": {\"annotations\": {\"k.io/x\":\"{\\\"a\\\":1}\"}, \"name\": \"p\"}}"
+    )]
+    #[case::flow_with_colon(
+        "m: {annotations: , name: p}\n",
+        "m: {annotations: {\"k.io/x\":\"{\\\"a\\\":1}\"} , name: p}\n"
+    )]
+    #[case::flow_without_colon(
+        "m: {annotations, name: p}\n",
+        "m: {annotations: {\"k.io/x\":\"{\\\"a\\\":1}\"}, name: p}\n"
+    )]
+    fn a_null_where_a_mapping_goes_becomes_that_mapping(
+        #[case] text: &str,
+        #[case] expected: &str,
+    ) {
+        let value = json!({"k.io/x": "{\"a\":1}"});
+        let edited = apply(text, &[change(0, "/m/annotations", value.clone(), None)]).unwrap();
+        assert!(edited.unplaced.is_empty(), "{:?}", edited.unplaced);
+        assert_eq!(edited.text, expected);
+        let read: Value = serde_yaml_ng::from_str(&edited.text).unwrap();
+        let mut want: Value = serde_yaml_ng::from_str(text).unwrap();
+        want["m"]["annotations"] = value;
+        assert_eq!(read, want);
+    }
+
+    #[test]
+    fn a_null_metadata_gets_the_nested_mapping_lined_up_under_its_key() {
+        let value = json!({"annotations": {"k.io/x": "v"}});
+        let text = "spec:\n  template:\n    metadata:\n    spec: {}\n";
+        let edited = apply(
+            text,
+            &[change(0, "/spec/template/metadata", value.clone(), None)],
+        )
+        .unwrap();
+        assert_eq!(
+            edited.text,
+            "spec:\n  template:\n    metadata:\n      annotations:\n        k.io/x: v\n    spec: {}\n"
+        );
+        let text = "items:\n  - metadata:\n    spec: {}\n";
+        let edited = apply(text, &[change(0, "/items/0/metadata", value, None)]).unwrap();
+        assert_eq!(
+            edited.text,
+            "items:\n  - metadata:\n      annotations:\n        k.io/x: v\n    spec: {}\n"
+        );
+    }
+
+    #[test]
+    fn a_null_with_an_anchor_or_a_tag_and_other_scalars_are_left_alone() {
+        let value = json!({"k.io/x": "v"});
+        for (text, why) in [
+            ("m:\n  annotations: &a ~\n  b: *a\n", "anchor or a tag"),
+            ("m:\n  annotations: !!null\n", "anchor or a tag"),
+            ("m:\n  annotations: ''\n", "a scalar stands"),
+            ("m:\n  annotations: none\n", "a scalar stands"),
+        ] {
+            let edited = apply(text, &[change(0, "/m/annotations", value.clone(), None)]).unwrap();
+            assert_eq!(edited.text, text);
+            assert_eq!(edited.unplaced.len(), 1, "{text}");
+            assert_eq!(edited.unplaced[0].change, 0);
+            assert!(
+                edited.unplaced[0]
+                    .why
+                    .starts_with("document 1: /m/annotations: ")
+                    && edited.unplaced[0].why.contains(why),
+                "{text}: {:?}",
+                edited.unplaced
+            );
+        }
     }
 }

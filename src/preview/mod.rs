@@ -19,7 +19,9 @@ use thiserror::Error;
 
 use json_patch::PatchOperation;
 
-use crate::admission::{ObjectView, PodPlan, Scope, TargetKind, plan_object};
+use crate::admission::{
+    ORIGINAL_IMAGES_ANNOTATION, ObjectView, PodPlan, Scope, TargetKind, plan_object,
+};
 use crate::config::{Config, UnknownRules, WorkloadPolicy};
 use crate::rewrite::Decision;
 use crate::rules::RuleSnapshot;
@@ -92,7 +94,15 @@ pub struct Preview {
 struct Pending<'p> {
     document: usize,
     changes: &'p mut Vec<edit::Change>,
+    /// What each change is, for the note when it cannot be placed.
+    origins: &'p mut Vec<Origin>,
     notes: &'p mut Vec<String>,
+}
+
+/// The object a change belongs to, and whether it writes an image or the record of originals.
+struct Origin {
+    object: String,
+    record: bool,
 }
 
 /// Previews every document of `input` (YAML or JSON). `source_name` names it in errors.
@@ -103,6 +113,7 @@ pub fn preview(config: &Config, input: &str, source_name: &str) -> Result<Previe
     config.rule_check.when_unknown = UnknownRules::Trust;
     let mut out = Preview::default();
     let mut changes = Vec::new();
+    let mut origins = Vec::new();
     for (i, document) in serde_yaml_ng::Deserializer::from_str(input).enumerate() {
         let value = Value::deserialize(document).map_err(|e| PreviewError::Parse {
             source_name: source_name.to_owned(),
@@ -115,6 +126,7 @@ pub fn preview(config: &Config, input: &str, source_name: &str) -> Result<Previe
         let mut pending = Pending {
             document: i,
             changes: &mut changes,
+            origins: &mut origins,
             notes: &mut out.notes,
         };
         let value = preview_value(&config, value, source_name, "", &mut out.rows, &mut pending)?;
@@ -125,12 +137,23 @@ pub fn preview(config: &Config, input: &str, source_name: &str) -> Result<Previe
         message,
     })?;
     out.text = edited.text;
-    out.notes.extend(
-        edited
-            .unplaced
-            .into_iter()
-            .map(|why| format!("{source_name}: image left as it is in the output: {why}")),
-    );
+    out.notes.extend(edited.unplaced.into_iter().map(|u| {
+        let why = u.why;
+        match origins.get(u.change) {
+            // The images were written: the output would run, but nothing would say where
+            // they came from.
+            Some(Origin {
+                object,
+                record: true,
+            }) => format!(
+                "{source_name}: {object}: rewritten, but the record of the original images ({ORIGINAL_IMAGES_ANNOTATION}) could not be written: {why}"
+            ),
+            Some(Origin { object, .. }) => {
+                format!("{source_name}: {object}: image left as it is in the output: {why}")
+            }
+            None => format!("{source_name}: left as it is in the output: {why}"),
+        }
+    }));
     Ok(out)
 }
 
@@ -240,6 +263,10 @@ fn preview_value(
             value: new.clone(),
             expect: expect.map(str::to_owned),
         });
+        pending.origins.push(Origin {
+            object: object.clone(),
+            record: matches!(op, PatchOperation::Add(_)),
+        });
     }
     // The operations were planned on this very value, so they apply.
     if let Err(e) = json_patch::patch(&mut value, &operations) {
@@ -264,7 +291,7 @@ fn rows_of(namespace: &str, object: &str, plan: &PodPlan<'_>) -> Vec<Row> {
         .map(|i| {
             let (new_image, reason) = match &i.decision {
                 Decision::Rewrite(to) => (Some(to.clone()), "rewritten".to_owned()),
-                Decision::Skip(reason) => (None, reason.to_string()),
+                Decision::Skip(reason) => (None, reason.offline().to_string()),
             };
             Row {
                 namespace: namespace.to_owned(),
@@ -574,5 +601,153 @@ spec:
         )
         .unwrap_err();
         assert!(err.to_string().contains("Pod/p"), "{err}");
+    }
+
+    /// The kinds previewed, and the indentation of their pod (template) under `spec`.
+    const KINDS: [(&str, &str); 7] = [
+        ("v1", "Pod"),
+        ("apps/v1", "Deployment"),
+        ("apps/v1", "StatefulSet"),
+        ("apps/v1", "DaemonSet"),
+        ("apps/v1", "ReplicaSet"),
+        ("batch/v1", "Job"),
+        ("batch/v1", "CronJob"),
+    ];
+
+    /// How a chart may leave a mapping out: the text after `key:`.
+    const NULLS: [&str; 3] = ["", " ~", " null"];
+
+    /// A manifest of `kind` whose pod (the Pod itself, or its template) has the metadata lines
+    /// `metadata`, written at the pod's indentation.
+    fn manifest(api_version: &str, kind: &str, metadata: &str) -> String {
+        let pod = format!(
+            "{metadata}spec:\n  containers:\n    - name: web\n      image: nginx:1.27\n    - name: side\n      image: quay.io/org/side:1\n"
+        );
+        let at = |n: usize| {
+            pod.lines().fold(String::new(), |mut out, l| {
+                out.push_str(&" ".repeat(n));
+                out.push_str(l);
+                out.push('\n');
+                out
+            })
+        };
+        let head = format!("apiVersion: {api_version}\nkind: {kind}\n");
+        match kind {
+            "Pod" => format!("{head}{}", at(0)),
+            "CronJob" => format!(
+                "{head}metadata:\n  name: c\nspec:\n  schedule: '0 3 * * *'\n  jobTemplate:\n    spec:\n      template:\n{}",
+                at(8)
+            ),
+            _ => format!(
+                "{head}metadata:\n  name: w\nspec:\n  selector: {{matchLabels: {{app: w}}}}\n  template:\n{}",
+                at(4)
+            ),
+        }
+    }
+
+    /// The pod metadata of `kind` with its `annotations` written as `annotations`.
+    fn with_annotations(kind: &str, annotations: &str) -> String {
+        let name = if kind == "Pod" { "  name: p\n" } else { "" };
+        format!("metadata:\n{name}  labels: {{app: w}}\n  annotations:{annotations}\n")
+    }
+
+    fn pod_of<'v>(kind: &str, value: &'v Value) -> &'v Value {
+        match kind {
+            "Pod" => value,
+            "CronJob" => &value["spec"]["jobTemplate"]["spec"]["template"],
+            _ => &value["spec"]["template"],
+        }
+    }
+
+    /// Previews `input` and checks that its text reads back as the documents the webhook's
+    /// patch makes, with no note; returns that document.
+    fn previewed(input: &str) -> Value {
+        let p = preview(&config(), input, "-").unwrap();
+        assert!(p.notes.is_empty(), "{input}\n{:?}", p.notes);
+        let read: Value = serde_yaml_ng::from_str(&p.text).unwrap();
+        assert_eq!(read, p.documents[0], "{}", p.text);
+        read
+    }
+
+    #[test]
+    fn a_null_where_the_record_goes_is_filled_with_what_the_webhook_writes() {
+        let record = r#"{"side":"quay.io/org/side:1","web":"nginx:1.27"}"#;
+        for (api_version, kind) in KINDS {
+            let written_out =
+                previewed(&manifest(api_version, kind, &with_annotations(kind, " {}")));
+            let no_metadata = previewed(&manifest(api_version, kind, ""));
+            for null in NULLS {
+                for (input, like) in [
+                    (
+                        manifest(api_version, kind, &with_annotations(kind, null)),
+                        &written_out,
+                    ),
+                    (
+                        manifest(api_version, kind, &format!("metadata:{null}\n")),
+                        &no_metadata,
+                    ),
+                ] {
+                    let yaml = previewed(&input);
+                    assert_eq!(&yaml, like, "{input}");
+                    let pod = pod_of(kind, &yaml);
+                    assert_eq!(
+                        pod["metadata"]["annotations"][ORIGINAL_IMAGES_ANNOTATION], record,
+                        "{input}"
+                    );
+                    assert_eq!(
+                        pod["spec"]["containers"][0]["image"],
+                        format!("{HOST}/docker-hub/library/nginx:1.27")
+                    );
+                    // The same manifest as JSON stays JSON, and means the same.
+                    let value: Value = serde_yaml_ng::from_str(&input).unwrap();
+                    let json = serde_json::to_string_pretty(&value).unwrap();
+                    assert!(json.contains(": null"), "{json}");
+                    let p = preview(&config(), &json, "-").unwrap();
+                    assert!(p.notes.is_empty(), "{json}\n{:?}", p.notes);
+                    let read: Value = serde_json::from_str(&p.text).unwrap();
+                    assert_eq!(&read, like, "{}", p.text);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_written_is_said_so_and_the_images_are_not_called_left_alone() {
+        // The template's metadata is the object's own, by alias: it is not written out there.
+        let input = "apiVersion: apps/v1\nkind: Deployment\nmetadata: &meta\n  name: d\nspec:\n  template:\n    metadata: *meta\n    spec:\n      containers:\n        - name: web\n          image: nginx:1.27\n";
+        let p = preview(&config(), input, "in.yaml").unwrap();
+        assert!(
+            p.text
+                .contains(&format!("image: {HOST}/docker-hub/library/nginx:1.27\n")),
+            "{}",
+            p.text
+        );
+        assert_eq!(p.notes.len(), 1, "{:?}", p.notes);
+        let note = &p.notes[0];
+        assert!(
+            note.starts_with(
+                "in.yaml: Deployment/d: rewritten, but the record of the original images (pullthrough.dev/original-images) could not be written: document 1: /spec/template/metadata/annotations: "
+            ),
+            "{note}"
+        );
+        assert!(!note.contains("left as it is"), "{note}");
+    }
+
+    #[test]
+    fn a_pinned_digest_is_said_to_be_unknown_offline_not_checked_in_the_background() {
+        let sha = format!("sha256:{}", "0123456789abcdef".repeat(4));
+        let input = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers:\n    - name: a\n      image: nginx:1.27@{sha}\n    - name: b\n      image: nginx@{sha}\n"
+        );
+        let p = preview(&config(), &input, "-").unwrap();
+        assert_eq!(p.text, input);
+        let reasons: Vec<_> = p.rows.iter().map(|r| r.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "pinned by digest; rewritten once the cache holds sha256:0123456789ab, which preview does not know (ask pullthrough warm --check)",
+                "pinned by digest alone, which cannot be warmed; rewritten once the cache holds sha256:0123456789ab, which preview does not know (ask pullthrough warm --check)",
+            ]
+        );
     }
 }
