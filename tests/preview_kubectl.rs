@@ -282,7 +282,7 @@ fn null_annotations_and_metadata_get_the_record_and_mean_what_they_meant_in_yaml
     assert!(list.contains("\"annotations\": null") && list.contains("\"metadata\": null"));
     std::fs::write(&json, list).unwrap();
 
-    let record = r#"{"side":"quay.io/org/side:1","web":"nginx:1.27"}"#;
+    let record = r#"{"web":"nginx:1.27","side":"quay.io/org/side:1"}"#;
     for (input, count) in [(&yaml, manifests.len()), (&json, items.len())] {
         let (stdout, stderr) = preview(input);
         assert_eq!(stderr, "", "{}", input.display());
@@ -318,7 +318,7 @@ fn chart_templates_with_a_bare_annotations_key_get_the_record_with_no_warning() 
     assert_eq!(stderr, "");
     let text = String::from_utf8(stdout.clone()).unwrap();
     let record =
-        r#"{"exporter":"prom/memcached-exporter:v0.14.2","memcached":"memcached:1.6.23-alpine"}"#;
+        r#"{"memcached":"memcached:1.6.23-alpine","exporter":"prom/memcached-exporter:v0.14.2"}"#;
     assert_eq!(
         text.matches(&format!(
             "      annotations:\n        pullthrough.dev/original-images: '{record}'\n    spec:\n"

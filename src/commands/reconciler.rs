@@ -16,10 +16,10 @@ use crate::metrics::Metrics;
 use crate::policy::Options as PolicyOptions;
 use crate::policy::apply::{PolicyMetrics, PolicyTask};
 use crate::reconciler;
-use crate::reconciler::writer::EventWriter;
 use crate::reconciler::run::{
     LeaseOptions, Options as ReconcileOptions, Reconciler, ReconcilerMetrics,
 };
+use crate::reconciler::writer::EventWriter;
 use crate::server::{self, AppState, ServeOptions};
 
 /// Runs the reconciler until SIGTERM, or until a critical task ends.
@@ -118,10 +118,7 @@ pub async fn run_reconciler(args: Box<ReconcilerArgs>) -> anyhow::Result<()> {
                     instance: Some(identity.clone()),
                 },
             ),
-            deployment: args
-                .deployment_name
-                .clone()
-                .map(|d| (namespace.clone(), d)),
+            deployment: args.deployment_name.clone().map(|d| (namespace.clone(), d)),
             metrics: PolicyMetrics::register(metrics.registry())
                 .context("cannot register metrics")?,
             tick: crate::policy::apply::TICK,

@@ -64,7 +64,11 @@ impl PolicyMetrics {
 /// The resource of `MutatingAdmissionPolicy`, `admissionregistration.k8s.io/v1`.
 pub fn resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", "MutatingAdmissionPolicy"),
+        &GroupVersionKind::gvk(
+            "admissionregistration.k8s.io",
+            "v1",
+            "MutatingAdmissionPolicy",
+        ),
         "mutatingadmissionpolicies",
     )
 }
@@ -165,7 +169,8 @@ impl PolicyTask {
             {
                 Ok(_) => Applied::Accepted,
                 Err(kube::Error::Api(status))
-                    if (400..500).contains(&status.code) && !matches!(status.code, 408 | 409 | 429) =>
+                    if (400..500).contains(&status.code)
+                        && !matches!(status.code, 408 | 409 | 429) =>
                 {
                     Applied::Refused(status.message.clone())
                 }

@@ -237,7 +237,10 @@ mod tests {
         let t = Instant::now();
         let p = "a";
         assert!(k.due(p, t));
-        assert_eq!(k.applied(p, &regs(&["quay.io"]), &Applied::Accepted, t), None);
+        assert_eq!(
+            k.applied(p, &regs(&["quay.io"]), &Applied::Accepted, t),
+            None
+        );
         assert!(!k.due(p, t + Duration::from_secs(600)));
     }
 

@@ -671,7 +671,7 @@ spec:
 
     #[test]
     fn a_null_where_the_record_goes_is_filled_with_what_the_webhook_writes() {
-        let record = r#"{"side":"quay.io/org/side:1","web":"nginx:1.27"}"#;
+        let record = r#"{"web":"nginx:1.27","side":"quay.io/org/side:1"}"#;
         for (api_version, kind) in KINDS {
             let written_out =
                 previewed(&manifest(api_version, kind, &with_annotations(kind, " {}")));

@@ -409,17 +409,16 @@ impl Warming {
 
     /// The pinned digests confirmed in the cache, as the digest snapshot the policy reads.
     pub fn confirmed(&self) -> crate::digests::DigestSnapshot {
-        let mut keys: Vec<crate::digests::DigestKey> = self
-            .done
-            .iter()
-            .filter_map(|(t, (o, _))| match o {
-                Outcome::DigestConfirmed { digest, .. } => Some(crate::digests::DigestKey::new(
-                    t.repository.clone(),
-                    digest.clone(),
-                )),
-                _ => None,
-            })
-            .collect();
+        let mut keys: Vec<crate::digests::DigestKey> =
+            self.done
+                .iter()
+                .filter_map(|(t, (o, _))| match o {
+                    Outcome::DigestConfirmed { digest, .. } => Some(
+                        crate::digests::DigestKey::new(t.repository.clone(), digest.clone()),
+                    ),
+                    _ => None,
+                })
+                .collect();
         keys.sort();
         crate::digests::DigestSnapshot::from_answers(keys.iter().map(|k| (k, true)))
     }
