@@ -1,12 +1,13 @@
 //! Keeping the policy in step: when to apply it again, and what to tell people when it changes
 //! or is refused. Pure: the reconciler's policy task asks and does what it is told.
 
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 /// Never more than one apply in this time, whatever changes.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(5);
 /// Longest wait after failed applies.
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
+const MAX_BACKOFF: Duration = Duration::from_mins(5);
 
 /// How an apply ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,13 +82,14 @@ impl Notice {
                     list(now)
                 );
                 if !added.is_empty() {
-                    note.push_str(&format!("; added {}", list(added)));
+                    let _ = write!(note, "; added {}", list(added));
                 }
                 if !removed.is_empty() {
-                    note.push_str(&format!(
+                    let _ = write!(
+                        note,
                         "; removed {} (its rule is not usable; the webhook, where it runs, decides)",
                         list(removed)
-                    ));
+                    );
                 }
                 note
             }
@@ -241,7 +243,7 @@ mod tests {
             k.applied(p, &regs(&["quay.io"]), &Applied::Accepted, t),
             None
         );
-        assert!(!k.due(p, t + Duration::from_secs(600)));
+        assert!(!k.due(p, t + Duration::from_mins(10)));
     }
 
     #[test]
@@ -281,7 +283,7 @@ mod tests {
         let p = "bad";
         let notice = k.applied(p, &[], &Applied::Refused("no such key".into()), t);
         assert_eq!(notice.map(|n| n.reason()), Some(REFUSED_REASON));
-        assert!(!k.due(p, t + Duration::from_secs(3600)));
+        assert!(!k.due(p, t + Duration::from_hours(1)));
         assert!(k.due("good", t + MIN_INTERVAL));
     }
 

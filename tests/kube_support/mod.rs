@@ -83,6 +83,10 @@ pub struct Cluster {
     pub failing_pod_lists: usize,
     /// End every watch at once instead of keeping it open.
     pub close_watches: bool,
+    /// MutatingAdmissionPolicies as stored (server-side applies replace them).
+    pub policies: Vec<Value>,
+    /// Answer policy applies with this status and message instead of accepting them.
+    pub refuse_policy: Option<(u16, String)>,
     pub seen: Vec<Seen>,
     /// Open watch streams, kept so that watches stay open.
     pub watches: Vec<mpsc::UnboundedSender<Result<Frame<Bytes>, Infallible>>>,
@@ -348,9 +352,40 @@ pub fn answer(
             }
             None => not_found("lease"),
         },
+        (method, p) if p.starts_with(POLICIES) => {
+            let name = p.trim_start_matches(POLICIES).trim_start_matches('/');
+            let at = c
+                .policies
+                .iter()
+                .position(|o| o["metadata"]["name"] == name);
+            match (method, at) {
+                ("GET", Some(at)) => reply(200, &c.policies[at]),
+                ("GET", None) => not_found("mutatingadmissionpolicy"),
+                ("PATCH", _) => {
+                    if let Some((code, message)) = c.refuse_policy.clone() {
+                        return reply(
+                            code,
+                            &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                    "reason": "Invalid", "code": code, "message": message}),
+                        );
+                    }
+                    let mut stored = body.clone();
+                    stored["metadata"]["uid"] = json!(format!("map-{name}"));
+                    match at {
+                        Some(at) => c.policies[at] = stored.clone(),
+                        None => c.policies.push(stored.clone()),
+                    }
+                    reply(200, &stored)
+                }
+                _ => not_found(path),
+            }
+        }
         _ => not_found(path),
     }
 }
+
+/// Where MutatingAdmissionPolicies live.
+pub const POLICIES: &str = "/apis/admissionregistration.k8s.io/v1/mutatingadmissionpolicies";
 
 /// A `kube::Client` over the mocked API server.
 pub fn tower_client(cluster: Arc<Mutex<Cluster>>) -> kube::Client {
