@@ -17,6 +17,8 @@ pub mod ecr;
 pub mod iac;
 pub mod json;
 pub mod metrics;
+pub mod notice;
+pub mod pod;
 pub mod preview;
 pub mod pullfail;
 pub mod reconciler;

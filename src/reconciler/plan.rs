@@ -11,12 +11,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use super::notice::{Resolution, Severity};
 use super::standing::{About, EventKey, Standing};
 use super::{
     Check, NOTE_MAX_LEN, PodRecord, REASON_SUMMARY, REASON_SUMMARY_READY, World, bounded,
     rule_check,
 };
+use crate::notice::{Resolution, Severity};
 
 /// A workload's Pods get Events of their own, besides the workload's, while at most this many
 /// of them are affected.

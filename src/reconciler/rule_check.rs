@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::notice::{Notice, Resolution, Severity};
 use super::{
     PodRecord, REASON_CREDENTIALS_FAILING, REASON_MISSING, REASON_RESTORED, REASON_SUMMARY,
     REASON_SUMMARY_READY, REASON_WRONG_UPSTREAM, World, bounded,
 };
 use crate::config::{Config, Mapping};
+use crate::notice::{Notice, Resolution, Severity};
 use crate::reference::Reference;
 use crate::rewrite::{Decision, SkipReason, decide};
 use crate::rules::{self, RuleSnapshot, RuleState};

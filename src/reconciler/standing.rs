@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use k8s_openapi::jiff::Timestamp;
 
-use super::notice::{Resolution, Severity};
 use super::plan::{PodRef, Target, WorkloadRef};
+use crate::notice::{Resolution, Severity};
 
 /// Annotation of every Event: the cause that tells groups apart under one reason.
 pub const CAUSE_ANNOTATION: &str = "pullthrough.dev/cause";
