@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod args;
 pub mod audit;
 pub mod cache;
 pub mod cli;

@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use super::report::{Report, RuleSource};
 use super::selector::Selector;
 use super::{Facts, RuleHistory, opted_in_at};
-use crate::cli::ConfigArgs;
+use crate::args::ConfigArgs;
 use crate::config::UnknownRules;
 use crate::ecr::AwsEcr;
 use crate::pod::Owner;
