@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod args;
 pub mod audit;
 pub mod cache;
 pub mod cli;
@@ -17,6 +18,8 @@ pub mod ecr;
 pub mod iac;
 pub mod json;
 pub mod metrics;
+pub mod notice;
+pub mod pod;
 pub mod policy;
 pub mod preview;
 pub mod pullfail;

@@ -6,6 +6,7 @@
 //! originals in the [`ORIGINAL_IMAGES_ANNOTATION`], plus a warning per image left alone.
 
 mod kind;
+mod outcome;
 mod patch;
 mod plan;
 mod read;
@@ -22,7 +23,8 @@ mod tests;
 pub use read::check as check_reader;
 
 pub use kind::{ContainerKind, Scope, TargetKind};
-pub use plan::{ImageOutcome, PodPlan, PodSkip, plan_object, pod_exclusion};
+pub use outcome::ImageOutcome;
+pub use plan::{PodPlan, PodSkip, plan_object, pod_exclusion};
 pub use response::{AdmissionResponse, ReviewResponse, Status};
 pub use review::{Outcome, Reviewed, Unreadable, review, review_with};
 pub use view::ObjectView;

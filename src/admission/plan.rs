@@ -1,8 +1,7 @@
 //! The plan for one pod or pod template: a decision per image, or a reason to leave it all.
 
-use std::borrow::Cow;
-
 use super::kind::{ContainerKind, Scope, TargetKind};
+use super::outcome::ImageOutcome;
 use super::record::{Record, record};
 use super::view::ObjectView;
 use super::{FALLBACK_ANNOTATION, SKIP_ANNOTATION};
@@ -44,24 +43,6 @@ impl std::fmt::Display for PodSkip {
             Self::OwnerExcluded(kind) => write!(f, "pods owned by a {kind} are excluded"),
         }
     }
-}
-
-/// The decision for one container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageOutcome<'c> {
-    /// Which list the container is in.
-    pub kind: ContainerKind,
-    /// Index in that list.
-    pub index: usize,
-    /// Container name (volume name for an image volume), borrowed from the request where it
-    /// can be.
-    pub container: Cow<'c, str>,
-    /// The image as the request has it.
-    pub image: Cow<'c, str>,
-    /// What happens to it.
-    pub decision: Decision,
-    /// Metrics label: configured upstream registry or `other`.
-    pub registry: &'c str,
 }
 
 /// What a request does to one pod (or pod template).

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::ORIGINAL_IMAGES_ANNOTATION;
 use super::kind::ContainerKind;
-use super::plan::ImageOutcome;
+use super::outcome::ImageOutcome;
 use super::view::ObjectView;
 use crate::json;
 use crate::rewrite::Decision;

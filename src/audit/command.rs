@@ -20,11 +20,11 @@ use serde::de::DeserializeOwned;
 use super::report::{Report, RuleSource};
 use super::selector::Selector;
 use super::{Facts, RuleHistory, opted_in_at};
-use crate::cli::ConfigArgs;
+use crate::args::ConfigArgs;
 use crate::config::UnknownRules;
 use crate::ecr::AwsEcr;
-use crate::reconciler::PodRecord;
-use crate::reconciler::notice::Owner;
+use crate::pod::Owner;
+use crate::pod::PodRecord;
 use crate::refresh;
 use crate::rules::RuleSnapshot;
 

@@ -18,8 +18,9 @@ use k8s_openapi::api::core::v1::Namespace;
 
 use crate::admission::{SKIP_ANNOTATION, pod_exclusion};
 use crate::config::Config;
-use crate::reconciler::PodRecord;
-use crate::reconciler::notice::{Notice, Owner, Severity};
+use crate::notice::{Notice, Severity};
+use crate::pod::Owner;
+use crate::pod::PodRecord;
 use crate::rewrite::{Decision, decide};
 use crate::rules::RuleSnapshot;
 
@@ -415,7 +416,7 @@ mod tests {
     use super::*;
     use crate::config::Overrides;
     use crate::ecr::CacheRule;
-    use crate::reconciler::ContainerImage;
+    use crate::pod::ContainerImage;
     use crate::rules;
 
     const CACHE: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
@@ -473,7 +474,7 @@ mod tests {
                 })
                 .collect(),
             created: Some(at(3_000)),
-            pull: crate::pullfail::PullRecord::default(),
+            pull: crate::pod::PullRecord::default(),
         }
     }
 

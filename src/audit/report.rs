@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use super::{Facts, LikelyCause, bypasses, fix, rfc3339};
 use crate::config::Config;
-use crate::reconciler::PodRecord;
-use crate::reconciler::notice::Owner;
+use crate::pod::Owner;
+use crate::pod::PodRecord;
 use crate::rules::RuleSnapshot;
 
 /// `apiVersion` of the JSON output.
@@ -257,7 +257,7 @@ mod tests {
 
     use super::*;
     use crate::config::Overrides;
-    use crate::reconciler::ContainerImage;
+    use crate::pod::ContainerImage;
 
     fn config() -> Config {
         Config::load(
@@ -287,7 +287,7 @@ mod tests {
                 })
                 .collect(),
             created: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000)),
-            pull: crate::pullfail::PullRecord::default(),
+            pull: crate::pod::PullRecord::default(),
         }
     }
 

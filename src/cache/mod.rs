@@ -6,7 +6,7 @@
 
 pub mod metrics;
 pub mod run;
-pub mod settings;
+pub use crate::config::cache as settings;
 pub mod template;
 
 use std::collections::BTreeMap;

@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 use super::metrics::CacheMetrics;
 use super::template::{self, Coverage};
 use super::{Inventory, PrefixContents, Pricing, days, render_json, render_table, report};
-use crate::cli::ConfigArgs;
+use crate::args::ConfigArgs;
 use crate::config::Config;
 use crate::ecr::{
     AwsEcr, Backoff, CacheContentSource, CreationTemplate, EcrError, ErrorKind, Page, Repository,

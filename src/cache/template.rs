@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use super::settings::Lifecycle;
+use crate::config::Lifecycle;
 use crate::config::{Config, Mapping};
 use crate::ecr::CreationTemplate;
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::cli::ConfigArgs;
+use crate::args::ConfigArgs;
 use crate::ecr::AwsEcr;
 use crate::refresh;
 use crate::reload::ConfigReloader;

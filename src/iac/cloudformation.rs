@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{lifecycle_json, quoted, resources};
+use super::resources::{lifecycle_json, quoted, resources};
 use crate::cache::template::{self, PULL_THROUGH_CACHE};
 use crate::config::Config;
 

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{lifecycle_json, quoted, resources};
+use super::resources::{lifecycle_json, quoted, resources};
 use crate::cache::template::{self, PULL_THROUGH_CACHE};
 use crate::config::Config;
 
@@ -35,7 +35,7 @@ pub fn render(config: &Config) -> String {
             let _ = writeln!(
                 out,
                 "# Store the upstream's credentials in this secret before the rule is used:\n#   aws secretsmanager put-secret-value --secret-id {name} --secret-string '{}'\n{}_secret = aws.secretsmanager.Secret(\n    {},\n    name={},\n    description={},\n    opts=opts,\n)\n",
-                super::SECRET_PLACEHOLDER,
+                super::resources::SECRET_PLACEHOLDER,
                 r.ident,
                 quoted(&format!("{}-secret", m.ecr_prefix())),
                 quoted(name),

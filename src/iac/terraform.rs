@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Resource, lifecycle_json, resources};
+use super::resources::{Resource, lifecycle_json, resources};
 use crate::cache::template::{self, PULL_THROUGH_CACHE};
 use crate::config::Config;
 
@@ -69,7 +69,7 @@ fn resource(out: &mut String, r: &Resource<'_>, lifecycle: bool) {
         let _ = writeln!(
             out,
             "# Store the upstream's credentials in this secret before the rule is used:\n#   aws secretsmanager put-secret-value --secret-id {name} --secret-string '{}'\nresource \"aws_secretsmanager_secret\" \"{}\" {{\n  name        = {}\n  description = {}\n}}\n",
-            super::SECRET_PLACEHOLDER,
+            super::resources::SECRET_PLACEHOLDER,
             r.ident,
             hcl_string(name),
             hcl_string(&format!(

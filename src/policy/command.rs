@@ -6,8 +6,10 @@ use std::io::Write as _;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
-use super::{DEFAULT_MAX_DIGESTS, DEFAULT_NAME, FailurePolicy, Options, plan, render};
-use crate::cli::ConfigArgs;
+use serde_json::json;
+
+use super::{DEFAULT_MAX_DIGESTS, DEFAULT_NAME, FailurePolicy, Options, Plan, plan};
+use crate::args::ConfigArgs;
 use crate::digests::DigestSnapshot;
 use crate::ecr::AwsEcr;
 use crate::refresh;
@@ -90,4 +92,27 @@ pub async fn run(args: &PolicyArgs) -> anyhow::Result<bool> {
         .write_all(text.as_bytes())
         .context("cannot write to standard output")?;
     Ok(true)
+}
+
+/// The objects as text: YAML documents, or a JSON `List`.
+pub fn render(plan: &Plan, output: PolicyOutput) -> Result<String, serde_json::Error> {
+    let objects = [&plan.policy, &plan.binding];
+    match output {
+        PolicyOutput::Json => {
+            let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
+            let mut text = serde_json::to_string_pretty(&list)?;
+            text.push('\n');
+            Ok(text)
+        }
+        PolicyOutput::Yaml => {
+            let mut text = String::new();
+            for object in objects {
+                text.push_str("---\n");
+                text.push_str(
+                    &serde_yaml_ng::to_string(object).map_err(serde::ser::Error::custom)?,
+                );
+            }
+            Ok(text)
+        }
+    }
 }

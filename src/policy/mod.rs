@@ -340,28 +340,5 @@ fn namespace_selector(text: &str, excluded: &[String]) -> Result<Value, Selector
     Ok(Value::Object(selector))
 }
 
-/// The objects as text: YAML documents, or a JSON `List`.
-pub fn render(plan: &Plan, output: command::PolicyOutput) -> Result<String, serde_json::Error> {
-    let objects = [&plan.policy, &plan.binding];
-    match output {
-        command::PolicyOutput::Json => {
-            let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
-            let mut text = serde_json::to_string_pretty(&list)?;
-            text.push('\n');
-            Ok(text)
-        }
-        command::PolicyOutput::Yaml => {
-            let mut text = String::new();
-            for object in objects {
-                text.push_str("---\n");
-                text.push_str(
-                    &serde_yaml_ng::to_string(object).map_err(serde::ser::Error::custom)?,
-                );
-            }
-            Ok(text)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests;

@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::{Cause, Failure};
 use crate::admission::{ContainerKind, FALLBACK_ANNOTATION};
 use crate::config::Fallback;
-use crate::reconciler::PodRecord;
+use crate::pod::PodRecord;
 
 /// One container to put back on its original image.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,8 +11,8 @@ use super::Cause;
 use super::REASON_FALLBACK;
 use super::fallback::FallbackPlan;
 use super::track::{PodTarget, PullEvent, PullPlan, PullTracker};
-use crate::reconciler::ACTION;
-use crate::reconciler::notice::Severity;
+use crate::notice::ACTION;
+use crate::notice::Severity;
 
 /// The `action` of the fallback Event.
 pub const FALLBACK_ACTION: &str = "FallBackToOriginalImage";

@@ -13,8 +13,9 @@ use super::{
     Cause, Failure, REASON_FALLBACK, REASON_PULL_FAILING, REASON_PULL_RECOVERED, failures,
 };
 use crate::config::Config;
-use crate::reconciler::notice::Severity;
-use crate::reconciler::{PodRecord, bounded};
+use crate::notice::Severity;
+use crate::notice::bounded;
+use crate::pod::PodRecord;
 use crate::rules::RuleSnapshot;
 
 type ContainerKey = (String, String);
@@ -63,7 +64,7 @@ pub struct PullEvent {
     pub severity: Severity,
     /// `PullThroughCachePullFailing` or `PullThroughCachePullRecovered`.
     pub reason: &'static str,
-    /// The note, at most [`NOTE_MAX_LEN`](crate::reconciler::NOTE_MAX_LEN) bytes.
+    /// The note, at most [`NOTE_MAX_LEN`](crate::notice::NOTE_MAX_LEN) bytes.
     pub note: String,
     /// The cause label it is about.
     pub cause: &'static str,
@@ -329,7 +330,7 @@ impl PullTracker {
 mod tests {
     use serde_json::json;
 
-    use crate::reconciler::NOTE_MAX_LEN;
+    use crate::notice::NOTE_MAX_LEN;
 
     use super::super::fixtures::*;
     use super::*;

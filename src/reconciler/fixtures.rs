@@ -5,10 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::notice::Owner;
-use super::{ContainerImage, PodRecord};
 use crate::config::{Config, Overrides};
 use crate::ecr::CacheRule;
+use crate::pod::{ContainerImage, Owner, PodRecord};
 use crate::rules::{self, RuleSnapshot};
 
 pub const CACHE: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
@@ -50,7 +49,7 @@ pub fn record(uid: &str, images: &[&str]) -> PodRecord {
         owner_uid: None,
         opted_out: false,
         created: None,
-        pull: crate::pullfail::PullRecord::default(),
+        pull: crate::pod::PullRecord::default(),
         containers: images
             .iter()
             .enumerate()

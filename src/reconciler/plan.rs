@@ -11,76 +11,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use super::notice::{Resolution, Severity};
-use super::standing::{About, EventKey, Standing};
+use super::standing::{EventKey, Standing};
+use super::target::{About, PodRef, Target, WorkloadRef};
 use super::{
     Check, NOTE_MAX_LEN, PodRecord, REASON_SUMMARY, REASON_SUMMARY_READY, World, bounded,
     rule_check,
 };
+use crate::notice::{Resolution, Severity};
 
 /// A workload's Pods get Events of their own, besides the workload's, while at most this many
 /// of them are affected.
 pub const PER_POD_MAX: usize = 5;
-
-/// A Pod an Event is about.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PodRef {
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-    /// UID.
-    pub uid: String,
-}
-
-impl PodRef {
-    fn of(pod: &PodRecord) -> Self {
-        Self {
-            namespace: pod.namespace.to_string(),
-            name: pod.name.clone(),
-            uid: pod.uid.clone(),
-        }
-    }
-}
-
-/// A workload an Event is about.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct WorkloadRef {
-    /// Namespace.
-    pub namespace: String,
-    /// Kind.
-    pub kind: String,
-    /// Name.
-    pub name: String,
-    /// UID, when known: `kubectl describe` shows only Events that carry it.
-    pub uid: Option<String>,
-}
-
-/// What an Event is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// A Pod.
-    Pod(PodRef),
-    /// A workload.
-    Workload(WorkloadRef),
-    /// The reconciler's own Deployment.
-    Deployment,
-}
-
-impl Target {
-    /// The identity part of the target.
-    pub fn about(&self) -> About {
-        match self {
-            Self::Pod(p) => About::Pod(p.uid.clone()),
-            Self::Workload(w) => About::Workload {
-                namespace: w.namespace.clone(),
-                kind: w.kind.clone(),
-                name: w.name.clone(),
-            },
-            Self::Deployment => About::Reconciler,
-        }
-    }
-}
 
 /// An existing Event whose series a repeat continues.
 #[derive(Debug, Clone, PartialEq, Eq)]

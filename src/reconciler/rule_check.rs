@@ -3,15 +3,26 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::notice::{Notice, Resolution, Severity};
-use super::{
-    PodRecord, REASON_CREDENTIALS_FAILING, REASON_MISSING, REASON_RESTORED, REASON_SUMMARY,
-    REASON_SUMMARY_READY, REASON_WRONG_UPSTREAM, World, bounded,
-};
+use super::world::World;
 use crate::config::{Config, Mapping};
+use crate::notice::{Notice, Resolution, Severity, bounded};
+use crate::pod::PodRecord;
 use crate::reference::Reference;
 use crate::rewrite::{Decision, SkipReason, decide};
 use crate::rules::{self, RuleSnapshot, RuleState};
+
+/// Warning on a workload whose images need a rule that does not exist.
+pub const REASON_MISSING: &str = "PullThroughCacheRuleMissing";
+/// Warning on a workload whose images need a rule that caches another upstream.
+pub const REASON_WRONG_UPSTREAM: &str = "PullThroughCacheRuleWrongUpstream";
+/// Warning on a workload whose images need a rule whose upstream credentials fail validation.
+pub const REASON_CREDENTIALS_FAILING: &str = "PullThroughCacheRuleCredentialsFailing";
+/// Normal event on a workload once the rule it needed is usable again.
+pub const REASON_RESTORED: &str = "PullThroughCacheRuleRestored";
+/// Warning on the reconciler's Deployment: the rules that are not usable, with Pod counts.
+pub const REASON_SUMMARY: &str = "PullThroughCacheRulesUnusable";
+/// Normal event on the reconciler's Deployment once every rule is usable again.
+pub const REASON_SUMMARY_READY: &str = "PullThroughCacheRulesReady";
 
 /// Why a rule cannot be used; one Event reason each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::events::v1::Event as K8sEvent;
 use k8s_openapi::jiff::Timestamp;
 
-use super::notice::{Resolution, Severity};
-use super::plan::{PodRef, Target, WorkloadRef};
+use super::target::{About, PodRef, Target, WorkloadRef};
+use crate::notice::{Resolution, Severity};
 
 /// Annotation of every Event: the cause that tells groups apart under one reason.
 pub const CAUSE_ANNOTATION: &str = "pullthrough.dev/cause";
@@ -21,24 +21,6 @@ pub const RESOLUTION_ANNOTATION: &str = "pullthrough.dev/resolution";
 pub const RESOLUTION_NOTE_ANNOTATION: &str = "pullthrough.dev/resolution-note";
 /// Annotation of a resolution: the reason of the Warning it ends.
 pub const RESOLVES_ANNOTATION: &str = "pullthrough.dev/resolves";
-
-/// What an Event is about, as far as its identity goes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum About {
-    /// A workload, by namespace, kind and name.
-    Workload {
-        /// Namespace.
-        namespace: String,
-        /// Kind.
-        kind: String,
-        /// Name.
-        name: String,
-    },
-    /// A Pod, by UID.
-    Pod(String),
-    /// The reconciler's own Deployment.
-    Reconciler,
-}
 
 /// The identity of an Event: one object per (regarding, reason, cause) while it stands.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

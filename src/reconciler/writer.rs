@@ -16,10 +16,11 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::Reporter;
 use kube::{Api, Client};
 
-use super::plan::{Publish, Target};
+use super::plan::Publish;
 use super::standing::{
     CAUSE_ANNOTATION, RESOLUTION_ANNOTATION, RESOLUTION_NOTE_ANNOTATION, RESOLVES_ANNOTATION,
 };
+use super::target::Target;
 use super::{ACTION, Severity};
 
 /// Events listed per request.

@@ -18,8 +18,8 @@ use serde::Serialize;
 
 use crate::config::{Config, DigestPolicy};
 use crate::digests::{self, DigestKey};
-use crate::reconciler::PodRecord;
-use crate::reconciler::notice::{Notice, Severity};
+use crate::notice::{Notice, Severity};
+use crate::pod::PodRecord;
 use crate::reference::Reference;
 use crate::rewrite::{Decision, decide};
 use crate::rules::RuleSnapshot;
@@ -473,7 +473,7 @@ pub fn notices(unavailable: &Unavailable, pod: &PodRecord) -> Vec<Notice> {
 mod tests {
     use super::*;
     use crate::config::Overrides;
-    use crate::reconciler::ContainerImage;
+    use crate::pod::ContainerImage;
 
     fn d(hex: char) -> String {
         format!("sha256:{}", hex.to_string().repeat(64))
@@ -507,7 +507,7 @@ mod tests {
                 })
                 .collect(),
             created: None,
-            pull: crate::pullfail::PullRecord::default(),
+            pull: crate::pod::PullRecord::default(),
         }
     }
 

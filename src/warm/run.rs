@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use super::{Outcome, Report, Target, Unavailable, Warming, exit_code, plan, render_table};
-use crate::cli::ConfigArgs;
+use crate::args::ConfigArgs;
 use crate::config::Config;
 use crate::digests;
 use crate::ecr::{AwsEcr, EcrError, ErrorKind, ImageSource};

@@ -1,13 +1,7 @@
 //! `cache:` in the configuration file: how often the reconciler reads what the cache holds,
 //! how much it reads, and the lifecycle policy proposed for new cache repositories. Pure.
 
-use serde::{Deserialize, Deserializer};
-
-fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
-    let s: Option<String> = Option::deserialize(d)?;
-    s.map(|s| humantime::parse_duration(&s).map_err(serde::de::Error::custom))
-        .transpose()
-}
+use serde::Deserialize;
 
 /// `cache:` in the file.
 #[derive(Debug, Default, Deserialize)]
@@ -15,7 +9,7 @@ fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<std::time::Dur
 pub struct CacheFile {
     /// How often the reconciler reads what the cache holds for its metrics (default 1h;
     /// `0s` turns the reads off).
-    #[serde(default, deserialize_with = "duration_opt")]
+    #[serde(default, with = "super::duration")]
     pub refresh_interval: Option<std::time::Duration>,
     /// Most repositories read in one pass (default 10000).
     pub max_repositories: Option<usize>,
