@@ -226,7 +226,7 @@ impl Knowledge {
             var(
                 "fallback",
                 format!(
-                    "variables.fallbackSet ? object.metadata.annotations[{}] : ''",
+                    "variables.fallbackSet ? string(object.metadata.annotations[{}]) : ''",
                     quote(FALLBACK_ANNOTATION)
                 ),
             ),
@@ -238,7 +238,7 @@ impl Knowledge {
             var(
                 "record",
                 format!(
-                    "variables.recordSet ? object.metadata.annotations[{}] : ''",
+                    "variables.recordSet ? string(object.metadata.annotations[{}]) : ''",
                     quote(ORIGINAL_IMAGES_ANNOTATION)
                 ),
             ),
@@ -322,7 +322,7 @@ impl Knowledge {
             ));
         }
         format!(
-            "lists.range(size(variables.entries)).map(j,\n  {}\n  ? {host} + '/' + {M}.prefix + {M}.repo.substring(size({M}.up)) + {H}.rest\n  : '')",
+            "lists.range(size(variables.entries)).map(j,\n  {}\n  ? string({host} + '/' + {M}.prefix + {M}.repo.substring(size({M}.up)) + {H}.rest)\n  : '')",
             checks.join(" &&\n  ")
         )
     }
@@ -330,7 +330,7 @@ impl Knowledge {
     fn patch() -> String {
         let replace = json_patch(
             "replace",
-            "variables.entries[j].p",
+            "string(variables.entries[j].p)",
             "variables.rewritten[j]",
         );
         let record = "variables.newRecord";
@@ -361,7 +361,7 @@ impl Knowledge {
 const SCOPE: &str = "request.operation == 'CREATE' ? 'create' : (has(request.subResource) && request.subResource == 'ephemeralcontainers' ? 'ephemeral' : (has(request.subResource) && request.subResource != '' ? 'other' : 'update'))";
 
 /// The names of the ephemeral containers before the request, between commas.
-const OLD_EPHEMERAL_NAMES: &str = "variables.scope == 'ephemeral' && has(oldObject.spec.ephemeralContainers) ? ',' + oldObject.spec.ephemeralContainers.map(c, c.name).join(',') + ',' : ','";
+const OLD_EPHEMERAL_NAMES: &str = "variables.scope == 'ephemeral' && has(oldObject.spec.ephemeralContainers) ? string(',' + oldObject.spec.ephemeralContainers.map(c, string(c.name)).join(',') + ',') : ','";
 
 /// One entry per image the request may change: `n` its record key, `p` its JSON Pointer, `i`
 /// the image, `v` `y` for an image volume. An update covers only the images it changes, a
@@ -372,7 +372,7 @@ fn entries() -> String {
     let list = |field: &str, scopes: &str, changed: &str| {
         let c = format!("object.spec.{field}[i]");
         format!(
-            "({scopes} && has(object.spec.{field}) ? lists.range(size(object.spec.{field})).filter(i, has({c}.image) && ({changed})).map(i, {{'n': {c}.name, 'p': '/spec/{field}/' + string(i) + '/image', 'i': {c}.image, 'v': ''}}) : [])"
+            "({scopes} && has(object.spec.{field}) ? lists.range(size(object.spec.{field})).filter(i, has({c}.image) && ({changed})).map(i, {{'n': string({c}.name), 'p': '/spec/{field}/' + string(i) + '/image', 'i': string({c}.image), 'v': ''}}) : [])"
         )
     };
     let changed = |field: &str| {
@@ -393,7 +393,7 @@ fn entries() -> String {
             "variables.scope == 'create' || (has({o}) && size({o}) > i ? ({o}[i].name == {c}.name && !(has({o}[i].image) && {o}[i].image == {c}.image)) : !variables.oldEphemeralNames.contains(',' + {c}.name + ','))"
         )
     };
-    let volumes = "(variables.scope == 'create' && has(object.spec.volumes) ? lists.range(size(object.spec.volumes)).filter(i, has(object.spec.volumes[i].image) && has(object.spec.volumes[i].image.reference)).map(i, {'n': 'volume/' + object.spec.volumes[i].name, 'p': '/spec/volumes/' + string(i) + '/image/reference', 'i': object.spec.volumes[i].image.reference, 'v': 'y'}) : [])";
+    let volumes = "(variables.scope == 'create' && has(object.spec.volumes) ? lists.range(size(object.spec.volumes)).filter(i, has(object.spec.volumes[i].image) && has(object.spec.volumes[i].image.reference)).map(i, {'n': 'volume/' + string(object.spec.volumes[i].name), 'p': '/spec/volumes/' + string(i) + '/image/reference', 'i': string(object.spec.volumes[i].image.reference), 'v': 'y'}) : [])";
     [
         list(
             "initContainers",
@@ -416,26 +416,26 @@ fn entries() -> String {
 }
 
 /// Digest: everything from the first `@` (`dg`, with its `@`), and what is before it (`nt`).
-const SPLIT: &str = "variables.entries.map(e, e.i.indexOf('@') < 0 ? {'nt': e.i, 'dg': ''} : {'nt': e.i.substring(0, e.i.indexOf('@')), 'dg': e.i.substring(e.i.indexOf('@'))})";
+const SPLIT: &str = "variables.entries.map(e, e.i.indexOf('@') < 0 ? {'nt': string(e.i), 'dg': ''} : {'nt': string(e.i.substring(0, e.i.indexOf('@'))), 'dg': string(e.i.substring(e.i.indexOf('@')))})";
 
 /// Tag: from a `:` after the last `/`. `name` is the reference's name as written, `rest` the
 /// tag and digest with their separators.
-const NAMED: &str = "variables.split.map(x, x.nt.lastIndexOf(':') > x.nt.lastIndexOf('/') ? {'name': x.nt.substring(0, x.nt.lastIndexOf(':')), 'rest': x.nt.substring(x.nt.lastIndexOf(':')) + x.dg, 'dg': x.dg} : {'name': x.nt, 'rest': x.dg, 'dg': x.dg})";
+const NAMED: &str = "variables.split.map(x, x.nt.lastIndexOf(':') > x.nt.lastIndexOf('/') ? {'name': string(x.nt.substring(0, x.nt.lastIndexOf(':'))), 'rest': string(x.nt.substring(x.nt.lastIndexOf(':')) + x.dg), 'dg': string(x.dg)} : {'name': string(x.nt), 'rest': string(x.dg), 'dg': string(x.dg)})";
 
 /// Host: the first component when it has a `.` or a `:` or is `localhost` (an upper-case
 /// first component is a host to the engine, and never a mapped one, and as a path it fails the
 /// lowercase grammar: either way the image is left alone), else Docker Hub.
-const HOSTED: &str = "variables.named.map(x, x.name.indexOf('/') > 0 && (x.name.substring(0, x.name.indexOf('/')).contains('.') || x.name.substring(0, x.name.indexOf('/')).contains(':') || x.name.substring(0, x.name.indexOf('/')) == 'localhost') ? {'host': x.name.substring(0, x.name.indexOf('/')) == 'index.docker.io' ? 'docker.io' : x.name.substring(0, x.name.indexOf('/')), 'path': x.name.substring(x.name.indexOf('/') + 1), 'name': x.name, 'rest': x.rest, 'dg': x.dg} : {'host': 'docker.io', 'path': x.name, 'name': x.name, 'rest': x.rest, 'dg': x.dg})";
+const HOSTED: &str = "variables.named.map(x, x.name.indexOf('/') > 0 && (x.name.substring(0, x.name.indexOf('/')).contains('.') || x.name.substring(0, x.name.indexOf('/')).contains(':') || x.name.substring(0, x.name.indexOf('/')) == 'localhost') ? {'host': x.name.substring(0, x.name.indexOf('/')) == 'index.docker.io' ? 'docker.io' : string(x.name.substring(0, x.name.indexOf('/'))), 'path': string(x.name.substring(x.name.indexOf('/') + 1)), 'name': string(x.name), 'rest': string(x.rest), 'dg': string(x.dg)} : {'host': 'docker.io', 'path': string(x.name), 'name': string(x.name), 'rest': string(x.rest), 'dg': string(x.dg)})";
 
 /// The route of each entry's host: `key` the host when the policy rewrites it (else `''`),
 /// `norm` the normalised name the exclusion patterns see, `repo` the repository path with
 /// Docker Hub's `library/`, `prefix` and `up` the route's prefixes.
-const MAPPED: &str = "variables.hosted.map(h, h.host in variables.routes ? {'key': h.host, 'norm': h.host + '/' + (h.host == 'docker.io' && !h.path.contains('/') ? 'library/' : '') + h.path, 'repo': (variables.routes[h.host][2] == 'y' && !h.path.contains('/') ? 'library/' : '') + h.path, 'prefix': variables.routes[h.host][0], 'up': variables.routes[h.host][1]} : {'key': '', 'norm': '', 'repo': '', 'prefix': '', 'up': ''})";
+const MAPPED: &str = "variables.hosted.map(h, h.host in variables.routes ? {'key': string(h.host), 'norm': string(h.host + '/' + (h.host == 'docker.io' && !h.path.contains('/') ? 'library/' : '') + h.path), 'repo': string((variables.routes[h.host][2] == 'y' && !h.path.contains('/') ? 'library/' : '') + h.path), 'prefix': string(variables.routes[h.host][0]), 'up': string(variables.routes[h.host][1])} : {'key': '', 'norm': '', 'repo': '', 'prefix': '', 'up': ''})";
 
 /// The new entries of the record of originals, in the Pod's order, as JSON object members;
 /// names the record already holds keep what it says, as in the webhook.
-const RECORDED: &str = "lists.range(size(variables.entries)).filter(j, variables.rewritten[j] != '' && !variables.record.contains('\"' + variables.entries[j].n + '\":')).map(j, '\"' + variables.entries[j].n + '\":\"' + variables.entries[j].i + '\"').join(',')";
+const RECORDED: &str = "lists.range(size(variables.entries)).filter(j, variables.rewritten[j] != '' && !variables.record.contains('\"' + variables.entries[j].n + '\":')).map(j, string('\"' + variables.entries[j].n + '\":\"' + variables.entries[j].i + '\"')).join(',')";
 
 /// The record after this request: the new members appended to what is there (only read when
 /// something is rewritten, which needs a record the policy can extend).
-const NEW_RECORD: &str = "variables.recordSet && variables.scope != 'ephemeral' && variables.recordOk && variables.record != '{}' ? variables.record.substring(0, size(variables.record) - 1) + ',' + variables.recorded + '}' : '{' + variables.recorded + '}'";
+const NEW_RECORD: &str = "variables.recordSet && variables.scope != 'ephemeral' && variables.recordOk && variables.record != '{}' ? string(variables.record.substring(0, size(variables.record) - 1) + ',' + variables.recorded + '}') : string('{' + variables.recorded + '}')";
