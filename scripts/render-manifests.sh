@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Renders charts/pullthrough into manifests/pullthrough.yaml, the plain manifests for
-# `kubectl apply`. With --check, renders to a temporary file and fails when the committed file
+# `kubectl apply`, and manifests/pullthrough-policy.yaml, the same with the
+# MutatingAdmissionPolicy (Kubernetes 1.36+). With --check, renders to a temporary file and fails when the committed file
 # differs.
 #
 # The rendering uses the chart's defaults except for what plain manifests must fix:
@@ -42,20 +43,30 @@ HEADER
     --namespace pullthrough \
     --set tls.mode=certManager \
     --set-string config.accountId=123456789012 \
-    --set config.region=eu-west-1
+    --set config.region=eu-west-1 "$@"
 }
+
+# The default, and the recommended setup on Kubernetes 1.36+: the webhook and the
+# MutatingAdmissionPolicy the reconciler keeps in step (docs/policy.md).
+policy=manifests/pullthrough-policy.yaml
+policy_args=(--set policy.enabled=true --api-versions admissionregistration.k8s.io/v1/MutatingAdmissionPolicy)
 
 mkdir -p manifests
 if $check; then
   tmp=$(mktemp)
   trap 'rm -f "$tmp"' EXIT
+  stale=false
   render >"$tmp"
-  if ! diff -u "$out" "$tmp"; then
-    echo "$out is out of date: run scripts/render-manifests.sh and commit the result" >&2
+  diff -u "$out" "$tmp" || stale=true
+  render "${policy_args[@]}" >"$tmp"
+  diff -u "$policy" "$tmp" || stale=true
+  if $stale; then
+    echo "manifests/ is out of date: run scripts/render-manifests.sh and commit the result" >&2
     exit 1
   fi
-  echo "$out is up to date"
+  echo "$out and $policy are up to date"
 else
   render >"$out"
-  echo "wrote $out"
+  render "${policy_args[@]}" >"$policy"
+  echo "wrote $out and $policy"
 fi

@@ -1852,6 +1852,144 @@ fn reconciler_args_parse_as_the_program_reads_them() {
     }
 }
 
+// === the modes: webhook, policy, both ===
+
+const POLICY_API: &str = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy";
+
+#[test]
+fn policy_mode_binds_the_reconcilers_policy_to_opted_in_pods_and_lets_it_write_only_that() {
+    use clap::Parser as _;
+    use pullthrough::cli::{Cli, Command as Sub};
+    let Some(r) = render(&["--set", "policy.enabled=true", "--api-versions", POLICY_API]) else {
+        return;
+    };
+    let binding = r.get("MutatingAdmissionPolicyBinding", "pullthrough");
+    assert_eq!(binding["spec"]["policyName"], "pullthrough");
+    let m = &binding["spec"]["matchResources"];
+    assert_eq!(
+        m["resourceRules"][0]["resources"],
+        serde_json::json!(["pods", "pods/ephemeralcontainers"])
+    );
+    let selector = &m["namespaceSelector"]["matchExpressions"];
+    assert_eq!(selector[0]["key"], "pullthrough.dev/enabled");
+    assert_eq!(
+        selector[1]["values"],
+        serde_json::json!(["kube-system", NAMESPACE])
+    );
+    assert_eq!(
+        m["objectSelector"]["matchExpressions"][0]["key"],
+        "pullthrough.dev/skip"
+    );
+    // The binding is the chart's: the reconciler is not let near bindings.
+    let role: ClusterRole = r.typed("ClusterRole", "pullthrough-reconciler");
+    let rows = rule_rows(role.rules.as_deref().unwrap_or_default());
+    let on_policies: Vec<_> = rows
+        .iter()
+        .filter(|(group, ..)| group == "admissionregistration.k8s.io")
+        .collect();
+    assert_eq!(on_policies.len(), 2, "{on_policies:?}");
+    assert!(
+        on_policies
+            .iter()
+            .all(|(_, resource, ..)| resource == "mutatingadmissionpolicies")
+    );
+    assert!(
+        on_policies
+            .iter()
+            .any(|(_, _, names, verbs)| names == &strings(&["pullthrough"])
+                && verbs == &strings(&["get", "patch"]))
+    );
+    // The reconciler keeps it with the chart's settings.
+    let line = command_line(&container(&r.reconciler_deployment()));
+    let cli = Cli::try_parse_from(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+    let Sub::Reconciler(args) = cli.command else {
+        panic!("not the reconciler");
+    };
+    assert!(args.manage_policy);
+    assert_eq!(args.policy_name, "pullthrough");
+    assert_eq!(args.policy_max_digests, 500);
+    // The webhook is not called for Pods the policy rewrote completely.
+    let webhook = r.webhook();
+    let conditions = webhook.match_conditions.unwrap();
+    assert_eq!(conditions.len(), 1);
+    assert!(
+        conditions[0]
+            .expression
+            .contains("'123456789012.dkr.ecr.eu-west-1.amazonaws.com/'"),
+        "{}",
+        conditions[0].expression
+    );
+}
+
+#[test]
+fn the_default_has_no_policy_and_the_webhook_is_called_for_every_pod() {
+    let Some(r) = render(&[]) else { return };
+    assert!(r.all("MutatingAdmissionPolicyBinding").is_empty());
+    assert!(r.webhook().match_conditions.is_none());
+    let role: ClusterRole = r.typed("ClusterRole", "pullthrough-reconciler");
+    assert!(
+        rule_rows(role.rules.as_deref().unwrap_or_default())
+            .iter()
+            .all(|(group, ..)| group != "admissionregistration.k8s.io")
+    );
+}
+
+#[test]
+fn policy_alone_is_a_lighter_install_without_webhook_service_or_certificates() {
+    let Some(r) = render(&[
+        "--set",
+        "policy.enabled=true",
+        "--set",
+        "webhook.enabled=false",
+        "--api-versions",
+        POLICY_API,
+    ]) else {
+        return;
+    };
+    let kinds = r.kinds();
+    for gone in [
+        "MutatingWebhookConfiguration",
+        "Secret",
+        "PodDisruptionBudget",
+    ] {
+        assert!(!kinds.contains(gone), "{gone} in {kinds:?}");
+    }
+    assert!(r.find("Deployment", "pullthrough-webhook").is_none());
+    assert!(r.find("Service", "pullthrough-webhook").is_none());
+    assert!(r.find("Deployment", "pullthrough-reconciler").is_some());
+    assert!(kinds.contains("MutatingAdmissionPolicyBinding"));
+}
+
+#[test]
+fn policy_mode_refuses_to_render_where_it_cannot_work() {
+    let Some(refused) = try_render(&["--set", "policy.enabled=true"]) else {
+        return;
+    };
+    let e = refused.err().expect("rendered without the API");
+    assert!(
+        e.contains("admissionregistration.k8s.io/v1 MutatingAdmissionPolicy"),
+        "{e}"
+    );
+    assert!(e.contains("--api-versions"), "{e}");
+    let e = try_render(&["--set", "webhook.enabled=false"])
+        .unwrap()
+        .err()
+        .expect("rendered with nothing to rewrite");
+    assert!(e.contains("nothing would rewrite images"), "{e}");
+    let e = try_render(&[
+        "--set",
+        "policy.enabled=true",
+        "--set",
+        "reconciler.enabled=false",
+        "--api-versions",
+        POLICY_API,
+    ])
+    .unwrap()
+    .err()
+    .expect("rendered without the reconciler");
+    assert!(e.contains("needs reconciler.enabled"), "{e}");
+}
+
 /// Runs the real binary with the chart's webhook args, configuration and generated
 /// certificate (paths moved to a temporary directory, loopback ports), until it is ready.
 #[test]

@@ -230,3 +230,29 @@ Secrets and the webhook's caBundle agree.
 {{- define "pullthrough.listen" -}}
 {{- if contains ":" .root.Values.bindAddress }}[{{ .root.Values.bindAddress }}]:{{ .port }}{{ else }}{{ .root.Values.bindAddress }}:{{ .port }}{{ end }}
 {{- end }}
+
+{{/* The MutatingAdmissionPolicy the reconciler keeps, and the binding the chart owns. */}}
+{{- define "pullthrough.policy.name" -}}
+{{- include "pullthrough.fullname" . }}
+{{- end }}
+
+{{/* The private registry host images are rewritten to, as the program computes it. */}}
+{{- define "pullthrough.registryHost" -}}
+{{- $suffix := ternary "amazonaws.com.cn" "amazonaws.com" (hasPrefix "cn-" .Values.config.region) }}
+{{- default (printf "%s.dkr.ecr.%s.%s" (include "pullthrough.accountId" .) .Values.config.region $suffix) .Values.config.registryHost }}
+{{- end }}
+
+{{/* The namespaces the webhook and the policy reach: opted in, never kube-system or the release's own. */}}
+{{- define "pullthrough.namespaceMatch" -}}
+matchExpressions:
+  - key: {{ .Values.namespaceLabel.key | quote }}
+    operator: In
+    values: [{{ .Values.namespaceLabel.value | quote }}]
+  # Never the release's own namespace (its Pods would wait on themselves) nor kube-system.
+  - key: kubernetes.io/metadata.name
+    operator: NotIn
+    values:
+      {{- range (concat (list "kube-system" .Release.Namespace) .Values.webhook.excludeNamespaces) | uniq }}
+      - {{ . | quote }}
+      {{- end }}
+{{- end }}
