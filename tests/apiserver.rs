@@ -1,0 +1,359 @@
+//! The MutatingAdmissionPolicy on a real kube-apiserver (1.36 or later), with no webhook:
+//! `pullthrough policy` applied with kubectl, then Pods created, updated and debugged in an
+//! opted-in namespace come back exactly as the engine rewrites them (or unchanged), with the
+//! same record of originals, over the corpus of real references; other namespaces, opted-out
+//! Pods and images already in the cache are left alone.
+//!
+//! Needs `PULLTHROUGH_APISERVER_KUBECONFIG`, an admin kubeconfig of a running API server, and
+//! kubectl on the PATH; skipped, saying so, without them. Everything it creates is named after
+//! its process id and deleted at the end.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use base64::Engine as _;
+use pullthrough::config::{Config, Overrides};
+use pullthrough::rules::RuleSnapshot;
+use serde_json::{Value, json};
+
+const ACCOUNT: &str = "123456789012";
+const REGION: &str = "eu-west-1";
+const HOST: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+
+struct Cluster {
+    kubeconfig: PathBuf,
+    id: String,
+}
+
+impl Cluster {
+    fn get() -> Option<Self> {
+        let Some(kubeconfig) = std::env::var_os("PULLTHROUGH_APISERVER_KUBECONFIG") else {
+            eprintln!(
+                "SKIPPED: PULLTHROUGH_APISERVER_KUBECONFIG is not set (an admin kubeconfig of a kube-apiserver 1.36 or later)"
+            );
+            return None;
+        };
+        Some(Self {
+            kubeconfig: kubeconfig.into(),
+            id: format!("pt-e2e-{}", std::process::id()),
+        })
+    }
+
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        if let Some(text) = stdin {
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.kubectl(args, stdin);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The Pod as the API server would store it (`--dry-run=server`).
+    fn dry_run(&self, namespace: &str, pod: &Value) -> Value {
+        let text = self.ok(
+            &[
+                "create",
+                "--dry-run=server",
+                "-o",
+                "json",
+                "-n",
+                namespace,
+                "-f",
+                "-",
+            ],
+            Some(&pod.to_string()),
+        );
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.ok(args, None)).unwrap()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let off = format!("{}-off", self.id);
+        for args in [
+            vec!["delete", "namespace", self.id.as_str(), "--wait=false"],
+            vec!["delete", "namespace", off.as_str(), "--wait=false"],
+            vec!["delete", "mutatingadmissionpolicybinding", self.id.as_str()],
+            vec!["delete", "mutatingadmissionpolicy", self.id.as_str()],
+        ] {
+            let _ = self.kubectl(&args, None);
+        }
+    }
+}
+
+fn config() -> Config {
+    Config::load(
+        &format!("accountId: \"{ACCOUNT}\"\nregion: {REGION}\n"),
+        &Overrides::default(),
+    )
+    .unwrap()
+}
+
+/// The object after the webhook's engine: what `pullthrough preview` and the webhook make.
+fn engine(config: &Config, operation: &str, object: &Value, old: Option<&Value>) -> Value {
+    let mut review = json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "0",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": object["metadata"]["namespace"],
+            "operation": operation,
+            "object": object,
+        },
+    });
+    if let Some(old) = old {
+        review["request"]["oldObject"] = old.clone();
+    }
+    let body = serde_json::to_vec(&review).unwrap();
+    let reviewed = pullthrough::admission::review(config, &RuleSnapshot::unknown(), &body).unwrap();
+    let response: Value =
+        serde_json::from_slice(&reviewed.response.into_review().to_vec()).unwrap();
+    let mut out = object.clone();
+    if let Some(b64) = response["response"]["patch"].as_str() {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
+        json_patch::patch(&mut out, &patch).unwrap();
+    }
+    out
+}
+
+fn images(pod: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for field in ["initContainers", "containers", "ephemeralContainers"] {
+        for c in pod["spec"][field].as_array().into_iter().flatten() {
+            out.push(c["image"].as_str().unwrap().to_owned());
+        }
+    }
+    for v in pod["spec"]["volumes"].as_array().into_iter().flatten() {
+        if let Some(r) = v["image"]["reference"].as_str() {
+            out.push(r.to_owned());
+        }
+    }
+    out
+}
+
+fn record(pod: &Value) -> Option<String> {
+    pod["metadata"]["annotations"]["pullthrough.dev/original-images"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+fn corpus() -> Vec<String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/references.txt");
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn pod(name: &str, images: &[&str]) -> Value {
+    let containers: Vec<Value> = images
+        .iter()
+        .enumerate()
+        .map(|(i, image)| json!({"name": format!("c{i}"), "image": image}))
+        .collect();
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {"containers": containers}})
+}
+
+#[test]
+fn the_policy_alone_rewrites_in_the_api_server_as_the_engine_does() {
+    let Some(cluster) = Cluster::get() else {
+        return;
+    };
+    let c = config();
+    let id = cluster.id.clone();
+    let off = format!("{id}-off");
+
+    // The policy, bound to namespaces with this run's label.
+    let out = Command::new(env!("CARGO_BIN_EXE_pullthrough"))
+        .args(["policy", "--account-id", ACCOUNT, "--region", REGION])
+        .args(["--name", &id, "--namespace-selector", &format!("{id}=true")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let applied = cluster.ok(
+        &["apply", "-f", "-"],
+        Some(&String::from_utf8(out.stdout).unwrap()),
+    );
+    assert!(
+        applied.contains("created") || applied.contains("configured"),
+        "{applied}"
+    );
+    for ns in [&id, &off] {
+        cluster.ok(&["create", "namespace", ns], None);
+        // Without a service-account controller, Pods need the default account made by hand.
+        let _ = cluster.kubectl(&["create", "serviceaccount", "default", "-n", ns], None);
+    }
+    cluster.ok(&["label", "namespace", &id, &format!("{id}=true")], None);
+    // The binding reaches the namespace once the API server's informers have seen the label.
+    let probe = pod("probe", &["nginx:1.27"]);
+    let mut ready = false;
+    for _ in 0..50 {
+        if images(&cluster.dry_run(&id, &probe))[0].starts_with(HOST) {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(ready, "the policy never rewrote a Pod in {id}");
+
+    // The corpus, 60 containers to a Pod: exactly the engine's rewrite and record.
+    let references = corpus();
+    assert!(references.len() >= 200, "{}", references.len());
+    let (mut same, mut rewritten) = (0, 0);
+    for (n, chunk) in references.chunks(60).enumerate() {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let mut p = pod(&format!("corpus-{n}"), &refs);
+        p["metadata"]["namespace"] = json!(id);
+        let by_policy = cluster.dry_run(&id, &p);
+        let by_engine = engine(&c, "CREATE", &p, None);
+        let (got, want) = (images(&by_policy), images(&by_engine));
+        for ((original, policy), engine) in refs.iter().zip(&got).zip(&want) {
+            assert!(
+                policy == original || policy == engine,
+                "{original} became {policy}; the engine makes {engine}"
+            );
+            if policy == engine {
+                same += 1;
+            }
+            if policy != original {
+                rewritten += 1;
+            }
+        }
+        assert_eq!(got, want, "Pod {n}: the policy and the engine differ");
+        assert_eq!(
+            record(&by_policy),
+            record(&by_engine),
+            "Pod {n}: the record"
+        );
+    }
+    eprintln!(
+        "{} references: {same} as the engine makes them, {rewritten} rewritten",
+        references.len()
+    );
+    assert_eq!(same, references.len());
+
+    // Image volumes and native sidecars.
+    let mut v = pod("volumes", &["nginx:1.27"]);
+    v["spec"]["initContainers"] =
+        json!([{"name": "sidecar", "image": "quay.io/a/b:1", "restartPolicy": "Always"}]);
+    v["spec"]["volumes"] =
+        json!([{"name": "models", "image": {"reference": "ghcr.io/org/models:v1"}}]);
+    v["metadata"]["namespace"] = json!(id);
+    let by_policy = cluster.dry_run(&id, &v);
+    let by_engine = engine(&c, "CREATE", &v, None);
+    assert_eq!(images(&by_policy), images(&by_engine));
+    assert_eq!(record(&by_policy), record(&by_engine));
+
+    // Left alone: other namespaces, opted-out Pods, images already in the cache.
+    let upstream = pod("alone", &["nginx:1.27", "quay.io/a/b:1"]);
+    assert_eq!(images(&cluster.dry_run(&off, &upstream)), images(&upstream));
+    let mut skip = upstream.clone();
+    skip["metadata"]["annotations"] = json!({"pullthrough.dev/skip": "true"});
+    let by_policy = cluster.dry_run(&id, &skip);
+    assert_eq!(images(&by_policy), images(&upstream));
+    assert_eq!(record(&by_policy), None);
+    let cached = pod(
+        "cached",
+        &[&format!("{HOST}/docker-hub/library/nginx:1.27")],
+    );
+    let by_policy = cluster.dry_run(&id, &cached);
+    assert_eq!(images(&by_policy), images(&cached));
+    assert_eq!(record(&by_policy), None);
+
+    // A real Pod: created, updated, debugged.
+    let mut real = pod("real", &["nginx:1.27", "registry.example/x:1"]);
+    real["metadata"]["namespace"] = json!(id);
+    let stored: Value = serde_json::from_str(&cluster.ok(
+        &["create", "-o", "json", "-n", &id, "-f", "-"],
+        Some(&real.to_string()),
+    ))
+    .unwrap();
+    assert_eq!(
+        images(&stored)[0],
+        format!("{HOST}/docker-hub/library/nginx:1.27")
+    );
+    // An update that leaves the images alone changes none.
+    let labelled = cluster.json(&["label", "pod", "real", "-n", &id, "x=y", "-o", "json"]);
+    assert_eq!(images(&labelled), images(&stored));
+    // An update of one image rewrites that one, as the engine does, and records it.
+    let before = cluster.json(&["get", "pod", "real", "-n", &id, "-o", "json"]);
+    let updated = cluster.json(&[
+        "set",
+        "image",
+        "pod/real",
+        "-n",
+        &id,
+        "c1=quay.io/org/app:2",
+        "-o",
+        "json",
+    ]);
+    let mut asked = before.clone();
+    asked["spec"]["containers"][1]["image"] = json!("quay.io/org/app:2");
+    let by_engine = engine(&c, "UPDATE", &asked, Some(&before));
+    assert_eq!(images(&updated), images(&by_engine));
+    assert_eq!(images(&updated)[1], format!("{HOST}/quay/org/app:2"));
+    assert_eq!(record(&updated), record(&by_engine));
+    // kubectl debug adds an ephemeral container through its subresource: rewritten, no record.
+    cluster.ok(
+        &[
+            "debug",
+            "real",
+            "-n",
+            &id,
+            "--image=busybox:1.36",
+            "-c",
+            "dbg",
+            "--attach=false",
+        ],
+        None,
+    );
+    let debugged = cluster.json(&["get", "pod", "real", "-n", &id, "-o", "json"]);
+    assert_eq!(
+        debugged["spec"]["ephemeralContainers"][0]["image"],
+        format!("{HOST}/docker-hub/library/busybox:1.36")
+    );
+    assert_eq!(record(&debugged), record(&updated));
+}
