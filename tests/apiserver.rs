@@ -21,6 +21,9 @@ const ACCOUNT: &str = "123456789012";
 const REGION: &str = "eu-west-1";
 const HOST: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
 
+/// Tells the tests' objects apart within one run.
+static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 struct Cluster {
     kubeconfig: PathBuf,
     id: String,
@@ -36,7 +39,11 @@ impl Cluster {
         };
         Some(Self {
             kubeconfig: kubeconfig.into(),
-            id: format!("pt-e2e-{}", std::process::id()),
+            id: format!(
+                "pt-e2e-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
         })
     }
 
@@ -101,12 +108,20 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let off = format!("{}-off", self.id);
+        let id = self.id.as_str();
+        let (off, both, alone) = (
+            format!("{id}-off"),
+            format!("{id}-both"),
+            format!("{id}-webhook"),
+        );
         for args in [
-            vec!["delete", "namespace", self.id.as_str(), "--wait=false"],
+            vec!["delete", "mutatingwebhookconfiguration", id],
+            vec!["delete", "mutatingadmissionpolicybinding", id],
+            vec!["delete", "mutatingadmissionpolicy", id],
+            vec!["delete", "namespace", id, "--wait=false"],
             vec!["delete", "namespace", off.as_str(), "--wait=false"],
-            vec!["delete", "mutatingadmissionpolicybinding", self.id.as_str()],
-            vec!["delete", "mutatingadmissionpolicy", self.id.as_str()],
+            vec!["delete", "namespace", both.as_str(), "--wait=false"],
+            vec!["delete", "namespace", alone.as_str(), "--wait=false"],
         ] {
             let _ = self.kubectl(&args, None);
         }
@@ -356,4 +371,197 @@ fn the_policy_alone_rewrites_in_the_api_server_as_the_engine_does() {
         format!("{HOST}/docker-hub/library/busybox:1.36")
     );
     assert_eq!(record(&debugged), record(&updated));
+}
+
+/// Applies `pullthrough policy` named after the run, bound to namespaces labelled `label=true`.
+fn apply_policy(cluster: &Cluster, label: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pullthrough"))
+        .args(["policy", "--account-id", ACCOUNT, "--region", REGION])
+        .args([
+            "--name",
+            &cluster.id,
+            "--namespace-selector",
+            &format!("{label}=true"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cluster.ok(
+        &["apply", "-f", "-"],
+        Some(&String::from_utf8(out.stdout).unwrap()),
+    );
+}
+
+fn namespace(cluster: &Cluster, name: &str, labels: &[&str]) {
+    cluster.ok(&["create", "namespace", name], None);
+    let _ = cluster.kubectl(&["create", "serviceaccount", "default", "-n", name], None);
+    for label in labels {
+        cluster.ok(
+            &["label", "namespace", name, &format!("{label}=true")],
+            None,
+        );
+    }
+}
+
+/// Waits until a Pod in `namespace` comes back rewritten.
+fn wait_rewritten(cluster: &Cluster, namespace: &str) {
+    let probe = pod("probe", &["nginx:1.27"]);
+    for _ in 0..50 {
+        if images(&cluster.dry_run(namespace, &probe))[0].starts_with(HOST) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!("no Pod in {namespace} was ever rewritten");
+}
+
+/// The real webhook on a loopback port with a self-signed certificate, killed on drop.
+struct Webhook {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Webhook {
+    fn start() -> Self {
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (port, admin) = (free(), free());
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_pullthrough"))
+            .args(["webhook", "--account-id", ACCOUNT, "--region", REGION])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+            .arg("--self-signed-dir")
+            .arg(dir.path().join("tls"))
+            // No AWS here: the rules stay unknown and the map is trusted, as in the policy.
+            .env("AWS_ACCESS_KEY_ID", "none")
+            .env("AWS_SECRET_ACCESS_KEY", "none")
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..200 {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", admin)) {
+                use std::io::{Read as _, Write as _};
+                let _ =
+                    s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                let mut head = String::new();
+                let _ = s.read_to_string(&mut head);
+                if head.starts_with("HTTP/1.1 200") {
+                    return Self { child, dir, port };
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the webhook never became ready");
+    }
+
+    fn ca_bundle(&self) -> String {
+        base64::engine::general_purpose::STANDARD
+            .encode(std::fs::read(self.dir.path().join("tls/ca.crt")).unwrap())
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_policy_and_the_webhook_together_make_what_the_webhook_makes_alone() {
+    let Some(cluster) = Cluster::get() else {
+        return;
+    };
+    let id = cluster.id.clone();
+    let (both, alone) = (format!("{id}-both"), format!("{id}-webhook"));
+    let (policy_label, webhook_label) = (format!("{id}-p"), format!("{id}-w"));
+    apply_policy(&cluster, &policy_label);
+    let webhook = Webhook::start();
+    let host = format!("'{HOST}/'");
+    let all_cached = |list: &str| {
+        format!(
+            "{list}.all(c, has(c.image) && c.image.startsWith({host}) && !c.image.contains('@'))"
+        )
+    };
+    let skip_condition = format!(
+        "request.resource.resource != 'pods' || !{} || (has(object.spec.initContainers) && !{}) || (has(object.spec.ephemeralContainers) && !{}) || (has(object.spec.volumes) && !object.spec.volumes.all(v, !has(v.image) || (has(v.image.reference) && v.image.reference.startsWith({host}) && !v.image.reference.contains('@'))))",
+        all_cached("object.spec.containers"),
+        all_cached("object.spec.initContainers"),
+        all_cached("object.spec.ephemeralContainers"),
+    );
+    let configuration = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": id},
+        "webhooks": [{
+            "name": "pods.pullthrough.dev",
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "failurePolicy": "Ignore",
+            "timeoutSeconds": 5,
+            "reinvocationPolicy": "IfNeeded",
+            "clientConfig": {
+                "url": format!("https://localhost:{}/mutate", webhook.port),
+                "caBundle": webhook.ca_bundle(),
+            },
+            "rules": [
+                {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["pods"]},
+                {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["pods/ephemeralcontainers"]},
+            ],
+            "namespaceSelector": {"matchLabels": {webhook_label.clone(): "true"}},
+            "matchConditions": [{"name": "not-rewritten-by-the-policy", "expression": skip_condition}],
+        }],
+    });
+    cluster.ok(&["apply", "-f", "-"], Some(&configuration.to_string()));
+    namespace(&cluster, &both, &[&policy_label, &webhook_label]);
+    namespace(&cluster, &alone, &[&webhook_label]);
+    wait_rewritten(&cluster, &both);
+    wait_rewritten(&cluster, &alone);
+
+    let references = corpus();
+    let mut compared = 0;
+    for (n, chunk) in references.chunks(60).enumerate() {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let p = pod(&format!("corpus-{n}"), &refs);
+        let (by_both, by_webhook) = (cluster.dry_run(&both, &p), cluster.dry_run(&alone, &p));
+        assert_eq!(images(&by_both), images(&by_webhook), "Pod {n}");
+        assert_eq!(record(&by_both), record(&by_webhook), "Pod {n}: the record");
+        compared += refs.len();
+    }
+    eprintln!(
+        "{compared} references: the policy and the webhook together make what the webhook makes alone"
+    );
+
+    // The webhook goes away: the policy still rewrites, as the engine does.
+    drop(webhook);
+    let c = config();
+    let p = pod(
+        "after",
+        &["nginx:1.27", "quay.io/a/b:1", "registry.example/x:1"],
+    );
+    let mut want = p.clone();
+    want["metadata"]["namespace"] = json!(both);
+    let by_policy = cluster.dry_run(&both, &p);
+    assert_eq!(
+        images(&by_policy),
+        images(&engine(&c, "CREATE", &want, None))
+    );
+    assert_eq!(
+        images(&cluster.dry_run(&alone, &p)),
+        images(&p),
+        "the webhook is gone"
+    );
 }
