@@ -437,7 +437,7 @@ impl Webhook {
         };
         let (port, admin) = (free(), free());
         let dir = tempfile::tempdir().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_pullthrough"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pullthrough"))
             .args(["webhook", "--account-id", ACCOUNT, "--region", REGION])
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
@@ -464,6 +464,8 @@ impl Webhook {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("the webhook never became ready");
     }
 

@@ -9,9 +9,14 @@
 //! paths, `sha256` digests only, hosts named exactly in the map), and for that subset they
 //! compute what `rewrite::decide_with` computes.
 
+use std::fmt::Write as _;
+
 use crate::admission::{FALLBACK_ANNOTATION, ORIGINAL_IMAGES_ANNOTATION, SKIP_ANNOTATION};
 use crate::config::{DigestPolicy, LabelMatch};
-use crate::reference::NAME_MAX_LEN;
+use crate::reference::{DOCKER_HUB, NAME_MAX_LEN};
+
+/// Docker Hub's legacy name, which the engine reads as `docker.io`.
+const LEGACY_DOCKER_HUB: &str = "index.docker.io";
 
 /// One registry name the policy rewrites, and where its images go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,9 +80,6 @@ const COMPONENT: &str = "[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
 const TAG: &str = "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}";
 /// The only digest the policy handles: others stay with the webhook.
 const DIGEST: &str = "sha256:[a-f0-9]{64}";
-/// A container or volume name: a DNS label, which needs no escape in the record's JSON and
-/// holds no `"` or `,` for the string searches below.
-const NAME: &str = "^(?:volume/)?[a-z0-9](?:[-a-z0-9]*[a-z0-9])?$";
 /// The record of originals as the webhook writes it: compact JSON of plain printable ASCII,
 /// which the policy can extend by text. Any other value is left to the webhook.
 const RECORD: &str =
@@ -218,10 +220,8 @@ impl Knowledge {
 
     fn variables(&self) -> Vec<Named> {
         let var = |name, expression| Named { name, expression };
-        vec![
+        let mut out = vec![
             var("scope", SCOPE.to_owned()),
-            var("oldEphemeralNames", OLD_EPHEMERAL_NAMES.to_owned()),
-            var("entries", entries()),
             var("fallbackSet", has_annotation(FALLBACK_ANNOTATION)),
             var(
                 "fallback",
@@ -232,7 +232,10 @@ impl Knowledge {
             ),
             var(
                 "fallbackListed",
-                format!("variables.fallback.matches({})", quote(FALLBACK)),
+                format!(
+                    "variables.fallbackSet && variables.fallback.matches({})",
+                    quote(FALLBACK)
+                ),
             ),
             var("recordSet", has_annotation(ORIGINAL_IMAGES_ANNOTATION)),
             var(
@@ -249,31 +252,15 @@ impl Knowledge {
                     quote(RECORD)
                 ),
             ),
-            var("split", SPLIT.to_owned()),
-            var("named", NAMED.to_owned()),
-            var("hosted", HOSTED.to_owned()),
-            var("routes", self.routes()),
-            var("mapped", MAPPED.to_owned()),
             var("cached", self.cached_literal()),
-            var("rewritten", self.rewritten()),
-            var("recorded", RECORDED.to_owned()),
-            var("newRecord", NEW_RECORD.to_owned()),
-        ]
-    }
-
-    /// Host to `[prefix, upstream prefix, docker hub?]`.
-    fn routes(&self) -> String {
-        map_literal(self.routes.iter().map(|r| {
-            (
-                r.host.as_str(),
-                format!(
-                    "[{}, {}, {}]",
-                    quote(&r.prefix),
-                    quote(&r.upstream),
-                    quote(if r.docker_hub { "y" } else { "" })
-                ),
-            )
-        }))
+            var("oldEphemeralNames", OLD_EPHEMERAL_NAMES.to_owned()),
+        ];
+        for list in &LISTS {
+            out.push(var(list.variable, self.list_rewrites(list)));
+        }
+        out.push(var("recorded", recorded()));
+        out.push(var("newRecord", NEW_RECORD.to_owned()));
+        out
     }
 
     fn cached_literal(&self) -> String {
@@ -283,56 +270,201 @@ impl Knowledge {
         map_literal(self.cached.iter().map(|k| (k.as_str(), "true".to_owned())))
     }
 
-    /// The rewritten image per entry, or `''`.
-    fn rewritten(&self) -> String {
-        const E: &str = "variables.entries[j]";
-        const H: &str = "variables.hosted[j]";
-        const M: &str = "variables.mapped[j]";
+    /// The grammar of what follows a mapped host (`implicit`: of a whole reference on Docker
+    /// Hub's implicit host): the lowercase path, a tag, and a `sha256` digest unless digests are
+    /// skipped.
+    fn grammar(&self, implicit: bool) -> String {
         let digest = match self.digests {
             DigestPolicy::Skip => String::new(),
             DigestPolicy::Rewrite | DigestPolicy::WhenCached => format!("(?:@{DIGEST})?"),
         };
-        let rest = format!("^{COMPONENT}(?:/{COMPONENT})*(?::{TAG})?{digest}$");
-        let host = quote(&self.registry_host);
+        let path = if implicit {
+            format!("(?:{UNDOTTED}(?:/{COMPONENT})+|{COMPONENT})")
+        } else {
+            format!("{COMPONENT}(?:/{COMPONENT})*")
+        };
+        format!("^{path}(?::{TAG})?{digest}$")
+    }
+
+    /// The rewrite of the image `x` (a CEL expression), or `''` to leave it alone.
+    fn rewrite(&self, x: &str, volume: bool, name: &str) -> String {
+        let registry = &self.registry_host;
+        // The host decides by a prefix of the reference: one `startsWith` per mapped name,
+        // with the lengths known here, and Docker Hub's implicit host last.
+        let chain = |each: &dyn Fn(&Route, &str) -> String| -> String {
+            let mut out = String::new();
+            for r in &self.routes {
+                let _ = write!(
+                    out,
+                    "{x}.startsWith({}) ? {} : ",
+                    quote(&format!("{}/", r.host)),
+                    each(r, &format!("{x}.substring({})", r.host.len() + 1))
+                );
+            }
+            match self.routes.iter().find(|r| r.host == DOCKER_HUB) {
+                Some(hub) => out.push_str(&each(hub, x)),
+                None => out.push_str("''"),
+            }
+            format!("({out})")
+        };
+        let library = |r: &Route, rest: &str| {
+            if r.docker_hub {
+                format!("({rest}.contains('/') ? '' : 'library/')")
+            } else {
+                "''".to_owned()
+            }
+        };
+        let (explicit_re, implicit_re) = (quote(&self.grammar(false)), quote(&self.grammar(true)));
+        // Where the name ends in a valid reference's rest: a tag's `:` comes before any `@`,
+        // a digest's after.
+        let name_end = |r: &str| {
+            format!(
+                "({r}.indexOf('@') >= 0 && ({r}.indexOf(':') < 0 || {r}.indexOf('@') < {r}.indexOf(':')) ? {r}.indexOf('@') : ({r}.indexOf(':') >= 0 ? {r}.indexOf(':') : size({r})))"
+            )
+        };
+        let patterns: Vec<String> = self
+            .exclude_images
+            .iter()
+            .map(|g| quote(&glob_regex(g)))
+            .collect();
+        let out = chain(&|r, rest| {
+            let repo = format!("{} + {rest}", library(r, rest));
+            let head = quote(&format!("{registry}/{}", r.prefix));
+            let built = if r.upstream.is_empty() {
+                format!("{head} + {repo}")
+            } else {
+                format!(
+                    "(({repo}).startsWith({}) ? {head} + ({repo}).substring({}) : '')",
+                    quote(&r.upstream),
+                    r.upstream.len()
+                )
+            };
+            // What follows the host must be the grammar's path, tag and digest; without a
+            // host, a first component before a `/` has no `.` (else it is a host).
+            let grammar = if rest == x {
+                &implicit_re
+            } else {
+                &explicit_re
+            };
+            let mut valid = format!("{rest}.matches({grammar})");
+            if !patterns.is_empty() {
+                // The names the patterns see: the normalised registry (docker.io for
+                // index.docker.io, aliases as written), `library/` for Docker Hub's own.
+                let host = if r.host == LEGACY_DOCKER_HUB {
+                    DOCKER_HUB
+                } else {
+                    r.host.as_str()
+                };
+                let official = if host == DOCKER_HUB {
+                    format!("({rest}.contains('/') ? '' : 'library/')")
+                } else {
+                    "''".to_owned()
+                };
+                let host = quote(&format!("{host}/"));
+                let full = format!("{host} + {official} + {rest}");
+                let name = format!(
+                    "{host} + {official} + {rest}.substring(0, {})",
+                    name_end(rest)
+                );
+                let tests: Vec<String> = patterns
+                    .iter()
+                    .map(|re| format!("n.matches({re})"))
+                    .collect();
+                let _ = write!(
+                    valid,
+                    " && ![{full}, {name}].exists(n, {})",
+                    tests.join(" || ")
+                );
+            }
+            format!("({valid} ? {built} : '')")
+        });
         let mut checks = vec![
             "variables.recordOk".to_owned(),
-            format!("{M}.key != ''"),
-            format!("{E}.n.matches({})", quote(NAME)),
-            format!("({H}.path + {H}.rest).matches({})", quote(&rest)),
-            format!("!{E}.i.matches('^[0-9A-Fa-f]{{64}}$')"),
-            format!("size({H}.name) <= {NAME_MAX_LEN}"),
-            format!("size({M}.norm) <= {NAME_MAX_LEN}"),
-            format!("({M}.up == '' || {M}.repo.startsWith({M}.up))"),
-            format!(
-                "size({host}) + 1 + size({M}.prefix) + size({M}.repo) - size({M}.up) <= {NAME_MAX_LEN}"
-            ),
-            format!(
-                "({E}.v == 'y' || !variables.fallbackSet || (variables.fallbackListed && !variables.fallback.contains('\"' + {E}.n + '\"')))"
-            ),
+            format!("!{x}.startsWith('localhost/')"),
+            format!("!(size({x}) == 64 && {x}.matches('^[0-9a-f]+$'))"),
+            format!("size({x}) <= {NAME_MAX_LEN}"),
         ];
-        for glob in &self.exclude_images {
-            let re = quote(&glob_regex(glob));
+        if !volume {
             checks.push(format!(
-                "!{M}.norm.matches({re}) && !({M}.norm + {H}.rest).matches({re})"
+                "(!variables.fallbackSet || (variables.fallbackListed && !variables.fallback.contains('\"' + {name} + '\"')))"
             ));
         }
-        if self.digests == DigestPolicy::WhenCached {
-            checks.push(format!(
-                "({H}.dg == '' || ({M}.prefix + {M}.repo.substring(size({M}.up)) + {H}.dg) in variables.cached)"
-            ));
+        if self.digests == DigestPolicy::WhenCached && self.cached.is_empty() {
+            checks.push(format!("!{x}.contains('@')"));
+        }
+        // The rewritten name is built once; its length, and under `whenCached` its digest, are
+        // checked on it.
+        let head = registry.len() + 1;
+        let mut keep = format!("size(o) <= {NAME_MAX_LEN}");
+        if self.digests == DigestPolicy::WhenCached && !self.cached.is_empty() {
+            let r = format!("o.substring({head})");
+            let _ = write!(
+                keep,
+                " && (!o.contains('@') || {r}.substring(0, {}) + {r}.substring({r}.indexOf('@')) in variables.cached)",
+                name_end(&r)
+            );
         }
         format!(
-            "lists.range(size(variables.entries)).map(j,\n  {}\n  ? string({host} + '/' + {M}.prefix + {M}.repo.substring(size({M}.up)) + {H}.rest)\n  : '')",
+            "{}\n  ? [{out}].map(o, o != '' && {keep} ? o : '')[0]\n  : ''",
             checks.join(" &&\n  ")
         )
     }
 
+    /// One list's rewrites, index by index, `''` where the image stays.
+    fn list_rewrites(&self, list: &List) -> String {
+        let field = list.field;
+        let item = format!("object.spec.{field}[i]");
+        let old = format!("oldObject.spec.{field}");
+        let (image, name) = if list.volume {
+            (
+                format!("{item}.image.reference"),
+                format!("'volume/' + string({item}.name)"),
+            )
+        } else {
+            (format!("{item}.image"), format!("string({item}.name)"))
+        };
+        let present = if list.volume {
+            format!("has({item}.image) && has({item}.image.reference)")
+        } else {
+            format!("has({item}.image)")
+        };
+        let same_as_before = if list.volume {
+            "false".to_owned()
+        } else {
+            format!(
+                "{old}[i].name == {item}.name && has({old}[i].image) && {old}[i].image == {item}.image"
+            )
+        };
+        let changed = match field {
+            "ephemeralContainers" => format!(
+                "(has({old}) && size({old}) > i ? ({old}[i].name == {item}.name && !({same_as_before})) : !variables.oldEphemeralNames.contains(',' + {item}.name + ','))"
+            ),
+            _ => format!(
+                "(has({old}) && size({old}) > i && {old}[i].name == {item}.name && !({same_as_before}))"
+            ),
+        };
+        let x = format!("string({image})");
+        format!(
+            "({scopes}) && has(object.spec.{field}) ? lists.range(size(object.spec.{field})).map(i,\n  {present} && (variables.scope == 'create' || {changed}) &&\n  {}) : []",
+            self.rewrite(&x, list.volume, &name),
+            scopes = list.scopes,
+        )
+    }
+
     fn patch() -> String {
-        let replace = json_patch(
-            "replace",
-            "string(variables.entries[j].p)",
-            "variables.rewritten[j]",
-        );
+        let mut replaces = Vec::new();
+        for list in &LISTS {
+            let (v, field) = (list.variable, list.field);
+            let path = if list.volume {
+                format!("'/spec/{field}/' + string(i) + '/image/reference'")
+            } else {
+                format!("'/spec/{field}/' + string(i) + '/image'")
+            };
+            replaces.push(format!(
+                "lists.range(size(variables.{v})).filter(i, variables.{v}[i] != '').map(i, {})",
+                json_patch("replace", &path, &format!("variables.{v}[i]"))
+            ));
+        }
         let record = "variables.newRecord";
         let key = quote(ORIGINAL_IMAGES_ANNOTATION);
         let add_one = json_patch("add", &quote(&record_pointer()), record);
@@ -347,14 +479,82 @@ impl Knowledge {
             &format!("{{'annotations': {{{key}: {record}}}}}"),
         );
         format!(
-            "lists.range(size(variables.entries)).filter(j, variables.rewritten[j] != '').map(j, {replace})\n\
+            "{}\n\
              + (variables.scope == 'ephemeral' || variables.recorded == '' ? [] : [\n\
              has(object.metadata) ? (has(object.metadata.annotations)\n  \
              ? {add_one}\n  \
              : {add_map})\n\
-             : {add_meta}])"
+             : {add_meta}])",
+            replaces.join("\n+ ")
         )
     }
+}
+
+/// One image list of a Pod: its field, the variable of its rewrites, the scopes it is
+/// rewritten in, and whether its images are volumes.
+struct List {
+    field: &'static str,
+    variable: &'static str,
+    scopes: &'static str,
+    volume: bool,
+}
+
+/// The lists in the webhook's order, which is the record's order too.
+const LISTS: [List; 4] = [
+    List {
+        field: "initContainers",
+        variable: "init",
+        scopes: "variables.scope == 'create' || variables.scope == 'update'",
+        volume: false,
+    },
+    List {
+        field: "containers",
+        variable: "main",
+        scopes: "variables.scope == 'create' || variables.scope == 'update'",
+        volume: false,
+    },
+    List {
+        field: "ephemeralContainers",
+        variable: "ephemeral",
+        scopes: "variables.scope == 'create' || variables.scope == 'ephemeral'",
+        volume: false,
+    },
+    List {
+        field: "volumes",
+        variable: "volumes",
+        scopes: "variables.scope == 'create'",
+        volume: true,
+    },
+];
+
+/// A first path component that Docker Hub's implicit host allows before a `/`: without a `.`
+/// (with one, the engine reads it as a registry host).
+const UNDOTTED: &str = "[a-z0-9]+(?:(?:_|__|-+)[a-z0-9]+)*";
+
+/// The new members of the record of originals, in the Pod's order, as JSON object members;
+/// names the record already holds keep what it says, as in the webhook.
+fn recorded() -> String {
+    let parts: Vec<String> = LISTS
+        .iter()
+        .map(|list| {
+            let (v, field) = (list.variable, list.field);
+            let (name, image) = if list.volume {
+                (
+                    format!("'volume/' + string(object.spec.{field}[i].name)"),
+                    format!("string(object.spec.{field}[i].image.reference)"),
+                )
+            } else {
+                (
+                    format!("string(object.spec.{field}[i].name)"),
+                    format!("string(object.spec.{field}[i].image)"),
+                )
+            };
+            format!(
+                "lists.range(size(variables.{v})).filter(i, variables.{v}[i] != '' && !variables.record.contains('\"' + {name} + '\":')).map(i, '\"' + {name} + '\":\"' + {image} + '\"')"
+            )
+        })
+        .collect();
+    format!("({}).join(',')", parts.join("\n+ "))
 }
 
 /// `create`, `update` (the Pod itself) or `ephemeral` (the ephemeral containers subresource).
@@ -362,79 +562,6 @@ const SCOPE: &str = "request.operation == 'CREATE' ? 'create' : (has(request.sub
 
 /// The names of the ephemeral containers before the request, between commas.
 const OLD_EPHEMERAL_NAMES: &str = "variables.scope == 'ephemeral' && has(oldObject.spec.ephemeralContainers) ? string(',' + oldObject.spec.ephemeralContainers.map(c, string(c.name)).join(',') + ',') : ','";
-
-/// One entry per image the request may change: `n` its record key, `p` its JSON Pointer, `i`
-/// the image, `v` `y` for an image volume. An update covers only the images it changes, a
-/// container's at the same index and with the same name as before (a Pod's lists keep their
-/// order; anything else is left to the webhook); the ephemeral containers subresource covers
-/// the ephemeral containers it adds.
-fn entries() -> String {
-    let list = |field: &str, scopes: &str, changed: &str| {
-        let c = format!("object.spec.{field}[i]");
-        format!(
-            "({scopes} && has(object.spec.{field}) ? lists.range(size(object.spec.{field})).filter(i, has({c}.image) && ({changed})).map(i, {{'n': string({c}.name), 'p': '/spec/{field}/' + string(i) + '/image', 'i': string({c}.image), 'v': ''}}) : [])"
-        )
-    };
-    let changed = |field: &str| {
-        let (c, o) = (
-            format!("object.spec.{field}[i]"),
-            format!("oldObject.spec.{field}"),
-        );
-        format!(
-            "variables.scope == 'create' || (has({o}) && size({o}) > i && {o}[i].name == {c}.name && !(has({o}[i].image) && {o}[i].image == {c}.image))"
-        )
-    };
-    let ephemeral_changed = {
-        let (c, o) = (
-            "object.spec.ephemeralContainers[i]",
-            "oldObject.spec.ephemeralContainers",
-        );
-        format!(
-            "variables.scope == 'create' || (has({o}) && size({o}) > i ? ({o}[i].name == {c}.name && !(has({o}[i].image) && {o}[i].image == {c}.image)) : !variables.oldEphemeralNames.contains(',' + {c}.name + ','))"
-        )
-    };
-    let volumes = "(variables.scope == 'create' && has(object.spec.volumes) ? lists.range(size(object.spec.volumes)).filter(i, has(object.spec.volumes[i].image) && has(object.spec.volumes[i].image.reference)).map(i, {'n': 'volume/' + string(object.spec.volumes[i].name), 'p': '/spec/volumes/' + string(i) + '/image/reference', 'i': string(object.spec.volumes[i].image.reference), 'v': 'y'}) : [])";
-    [
-        list(
-            "initContainers",
-            "(variables.scope == 'create' || variables.scope == 'update')",
-            &changed("initContainers"),
-        ),
-        list(
-            "containers",
-            "(variables.scope == 'create' || variables.scope == 'update')",
-            &changed("containers"),
-        ),
-        list(
-            "ephemeralContainers",
-            "(variables.scope == 'create' || variables.scope == 'ephemeral')",
-            &ephemeral_changed,
-        ),
-        volumes.to_owned(),
-    ]
-    .join("\n+ ")
-}
-
-/// Digest: everything from the first `@` (`dg`, with its `@`), and what is before it (`nt`).
-const SPLIT: &str = "variables.entries.map(e, e.i.indexOf('@') < 0 ? {'nt': string(e.i), 'dg': ''} : {'nt': string(e.i.substring(0, e.i.indexOf('@'))), 'dg': string(e.i.substring(e.i.indexOf('@')))})";
-
-/// Tag: from a `:` after the last `/`. `name` is the reference's name as written, `rest` the
-/// tag and digest with their separators.
-const NAMED: &str = "variables.split.map(x, x.nt.lastIndexOf(':') > x.nt.lastIndexOf('/') ? {'name': string(x.nt.substring(0, x.nt.lastIndexOf(':'))), 'rest': string(x.nt.substring(x.nt.lastIndexOf(':')) + x.dg), 'dg': string(x.dg)} : {'name': string(x.nt), 'rest': string(x.dg), 'dg': string(x.dg)})";
-
-/// Host: the first component when it has a `.` or a `:` or is `localhost` (an upper-case
-/// first component is a host to the engine, and never a mapped one, and as a path it fails the
-/// lowercase grammar: either way the image is left alone), else Docker Hub.
-const HOSTED: &str = "variables.named.map(x, x.name.indexOf('/') > 0 && (x.name.substring(0, x.name.indexOf('/')).contains('.') || x.name.substring(0, x.name.indexOf('/')).contains(':') || x.name.substring(0, x.name.indexOf('/')) == 'localhost') ? {'host': x.name.substring(0, x.name.indexOf('/')) == 'index.docker.io' ? 'docker.io' : string(x.name.substring(0, x.name.indexOf('/'))), 'path': string(x.name.substring(x.name.indexOf('/') + 1)), 'name': string(x.name), 'rest': string(x.rest), 'dg': string(x.dg)} : {'host': 'docker.io', 'path': string(x.name), 'name': string(x.name), 'rest': string(x.rest), 'dg': string(x.dg)})";
-
-/// The route of each entry's host: `key` the host when the policy rewrites it (else `''`),
-/// `norm` the normalised name the exclusion patterns see, `repo` the repository path with
-/// Docker Hub's `library/`, `prefix` and `up` the route's prefixes.
-const MAPPED: &str = "variables.hosted.map(h, h.host in variables.routes ? {'key': string(h.host), 'norm': string(h.host + '/' + (h.host == 'docker.io' && !h.path.contains('/') ? 'library/' : '') + h.path), 'repo': string((variables.routes[h.host][2] == 'y' && !h.path.contains('/') ? 'library/' : '') + h.path), 'prefix': string(variables.routes[h.host][0]), 'up': string(variables.routes[h.host][1])} : {'key': '', 'norm': '', 'repo': '', 'prefix': '', 'up': ''})";
-
-/// The new entries of the record of originals, in the Pod's order, as JSON object members;
-/// names the record already holds keep what it says, as in the webhook.
-const RECORDED: &str = "lists.range(size(variables.entries)).filter(j, variables.rewritten[j] != '' && !variables.record.contains('\"' + variables.entries[j].n + '\":')).map(j, string('\"' + variables.entries[j].n + '\":\"' + variables.entries[j].i + '\"')).join(',')";
 
 /// The record after this request: the new members appended to what is there (only read when
 /// something is rewritten, which needs a record the policy can extend).

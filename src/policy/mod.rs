@@ -220,19 +220,30 @@ fn knowledge(
         if !usable {
             continue;
         }
+        let docker_hub = mapping.registry == DOCKER_HUB;
         let names = std::iter::once(mapping.registry.as_str())
-            .chain(mapping.aliases.iter().map(String::as_str));
+            .chain(mapping.aliases.iter().map(String::as_str))
+            .chain(docker_hub.then_some("index.docker.io"));
         let mut any = false;
         for host in names {
-            // Only a name the engine reads as this very host, and never the cache's own.
+            // Only a name the engine reads as a registry host and as this very mapping's
+            // (Docker Hub's legacy name is docker.io to it), never the cache's own.
             let parsed = format!("{host}/x");
             let normalised = Parts::parse(&parsed).map(|p| p.registry().to_owned());
-            if normalised.as_deref() != Ok(host) || config.is_own_registry(host) {
+            let reads_as = if host == "index.docker.io" {
+                DOCKER_HUB
+            } else {
+                host
+            };
+            if normalised.as_deref() != Ok(reads_as)
+                || !(host.contains('.') || host.contains(':'))
+                || config.is_own_registry(host)
+            {
                 continue;
             }
             routes.push(Route {
                 host: host.to_owned(),
-                docker_hub: mapping.registry == DOCKER_HUB,
+                docker_hub,
                 prefix: mapping
                     .prefix
                     .as_ref()
