@@ -36,6 +36,8 @@ pub enum Command {
     Cache(crate::cache::run::CacheArgs),
     /// List the containers that run upstream images the webhook would rewrite; exit 1 if any.
     Audit(Box<crate::audit::command::AuditArgs>),
+    /// Show how much of what the Pods run pulls through the cache, and why the rest does not.
+    Coverage(Box<crate::coverage::command::CoverageArgs>),
     /// Fill the pull-through cache by tag for the images of manifests, and confirm pinned digests.
     Warm(crate::warm::run::WarmArgs),
     /// Print the MutatingAdmissionPolicy that makes the API server rewrite as the webhook does.
@@ -251,6 +253,7 @@ pub fn validate(cli: &Cli) -> anyhow::Result<()> {
         | Command::Rules(_)
         | Command::Cache(_)
         | Command::Audit(_)
+        | Command::Coverage(_)
         | Command::Warm(_)
         | Command::Policy(_) => {}
     }

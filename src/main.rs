@@ -45,6 +45,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             .block_on(cli::run_reconciler(args))
             .map(|()| true),
         Command::Audit(args) => runtime()?.block_on(pullthrough::audit::command::run(&args)),
+        Command::Coverage(args) => runtime()?.block_on(pullthrough::coverage::command::run(&args)),
         Command::Policy(args) => runtime()?.block_on(pullthrough::policy::command::run(&args)),
     }
 }

@@ -6,6 +6,7 @@
 //! `pullthrough coverage` command lives in [`command`], its output in [`report`], and the
 //! registries ECR cannot cache in [`upstreams`].
 
+pub mod command;
 pub mod report;
 pub mod upstreams;
 
