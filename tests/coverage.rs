@@ -89,13 +89,18 @@ fn kubeconfig(dir: &Path, api: SocketAddr) {
 
 /// Runs `pullthrough coverage <args>` with the AWS environment pointed at `ecr`.
 async fn coverage(dir: &Path, ecr: &str, args: &[&str]) -> Output {
+    run(Path::new(env!("CARGO_BIN_EXE_pullthrough")), dir, ecr, args).await
+}
+
+/// Runs `<program> coverage <args>`, `KUBECONFIG` naming `dir/kubeconfig`.
+async fn run(program: &Path, dir: &Path, ecr: &str, args: &[&str]) -> Output {
     let config = dir.join("pullthrough.yaml");
     std::fs::write(
         &config,
         "accountId: \"123456789012\"\nregion: eu-west-1\ndigests: whenCached\nregistries:\n  docker.io: docker-hub\n  quay.io: quay\n  registry.k8s.io: k8s\n",
     )
     .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pullthrough"));
+    let mut cmd = Command::new(program);
     cmd.env_clear()
         .env("HOME", dir)
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -286,4 +291,74 @@ async fn min_share_gates_and_an_unreadable_cluster_exits_2() {
         text(&gone.stderr)
     );
     assert!(gone.stdout.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_as_kubectl_pullthrough_it_answers_like_pullthrough_with_kubectl_flags() {
+    let (ecr, dir) = setup().await;
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let plugin = bin.join("kubectl-pullthrough");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_pullthrough"), &plugin).unwrap();
+    // kubectl's own flag, with KUBECONFIG pointing elsewhere: the flag wins.
+    std::fs::rename(
+        dir.path().join("kubeconfig"),
+        dir.path().join("cluster.yaml"),
+    )
+    .unwrap();
+    let kubeconfig = dir.path().join("cluster.yaml");
+    let kubeconfig = kubeconfig.to_str().unwrap();
+
+    let as_plugin = run(
+        &plugin,
+        dir.path(),
+        &ecr.url(),
+        &[
+            "--kubeconfig",
+            kubeconfig,
+            "--context",
+            "local",
+            "-A",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(
+        as_plugin.status.code(),
+        Some(0),
+        "{}",
+        text(&as_plugin.stderr)
+    );
+    let direct = coverage(
+        dir.path(),
+        &ecr.url(),
+        &["--kubeconfig", kubeconfig, "-A", "-o", "json"],
+    )
+    .await;
+    assert_eq!(direct.status.code(), Some(0), "{}", text(&direct.stderr));
+    let a: Value = serde_json::from_slice(&as_plugin.stdout).unwrap();
+    let b: Value = serde_json::from_slice(&direct.stdout).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a["containers"], 14);
+
+    // Without the flag the missing KUBECONFIG is used, and the cluster cannot be read.
+    let lost = run(&plugin, dir.path(), &ecr.url(), &[]).await;
+    assert_eq!(lost.status.code(), Some(2));
+
+    let help = std::process::Command::new(&plugin)
+        .args(["coverage", "--help"])
+        .output()
+        .unwrap();
+    let help = text(&help.stdout);
+    assert!(
+        help.contains("Usage: kubectl pullthrough coverage"),
+        "{help}"
+    );
+    let bad = std::process::Command::new(&plugin)
+        .args(["coverage", "--no-such-flag"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("kubectl pullthrough coverage"));
 }

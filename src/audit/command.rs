@@ -4,6 +4,7 @@
 //! the ECR rules when AWS can be reached. Writes nothing anywhere.
 
 use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -13,7 +14,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ListParams;
-use kube::config::KubeConfigOptions;
+use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
@@ -50,6 +51,9 @@ pub struct AuditArgs {
     /// Configuration, as the webhook has it.
     #[command(flatten)]
     pub config: ConfigArgs,
+    /// Kubeconfig file to use (default: $KUBECONFIG or ~/.kube/config, as kubectl).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
     /// Kubeconfig context to use (default: the current context).
     #[arg(long)]
     pub context: Option<String>,
@@ -77,7 +81,7 @@ pub async fn run(args: &AuditArgs) -> anyhow::Result<bool> {
     let (mut config, _) = args.config.load()?;
     let selector = Selector::parse(&args.namespace_selector)
         .with_context(|| format!("invalid --namespace-selector {:?}", args.namespace_selector))?;
-    let client = client(args.context.as_deref()).await?;
+    let client = client(args.context.as_deref(), args.kubeconfig.as_deref()).await?;
     let (scope, mut facts) = scope(
         &client,
         args.namespace.as_deref(),
@@ -203,23 +207,32 @@ pub async fn pods(
     })
 }
 
-/// A client for `context`, or for the current context (or the in-cluster configuration).
-pub async fn client(context: Option<&str>) -> anyhow::Result<Client> {
-    let mut kube_config = match context {
-        Some(name) => kube::Config::from_kubeconfig(&KubeConfigOptions {
-            context: Some(name.to_owned()),
-            ..KubeConfigOptions::default()
-        })
-        .await
-        .with_context(|| format!("cannot use kubeconfig context {name}"))?,
-        None => kube::Config::infer()
+/// A client for `context` of the kubeconfig at `kubeconfig` (or of the one kubectl would use),
+/// or for the current context, or the in-cluster configuration.
+pub async fn client(context: Option<&str>, kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
+    let options = KubeConfigOptions {
+        context: context.map(str::to_owned),
+        ..KubeConfigOptions::default()
+    };
+    let mut settings = match (kubeconfig, context) {
+        (Some(path), _) => {
+            let file = Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &options)
+                .await
+                .with_context(|| format!("cannot use kubeconfig {}", path.display()))?
+        }
+        (None, Some(name)) => kube::Config::from_kubeconfig(&options)
+            .await
+            .with_context(|| format!("cannot use kubeconfig context {name}"))?,
+        (None, None) => kube::Config::infer()
             .await
             .context("cannot find a kubeconfig or an in-cluster configuration")?,
     };
     // A one-shot command: no list is worth waiting minutes for.
-    kube_config.connect_timeout = Some(Duration::from_secs(10));
-    kube_config.read_timeout = Some(Duration::from_mins(1));
-    Client::try_from(kube_config).context("cannot configure the Kubernetes client")
+    settings.connect_timeout = Some(Duration::from_secs(10));
+    settings.read_timeout = Some(Duration::from_mins(1));
+    Client::try_from(settings).context("cannot configure the Kubernetes client")
 }
 
 /// Every object of a list, page by page.

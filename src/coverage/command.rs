@@ -3,6 +3,8 @@
 //! Reads namespaces and Pods as the audit does, and the ECR rules when AWS can be reached.
 //! Writes nothing anywhere.
 
+use std::path::PathBuf;
+
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
@@ -29,6 +31,9 @@ pub struct CoverageArgs {
     /// Configuration, as the webhook has it.
     #[command(flatten)]
     pub config: ConfigArgs,
+    /// Kubeconfig file to use (default: $KUBECONFIG or ~/.kube/config, as kubectl).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
     /// Kubeconfig context to use (default: the current context).
     #[arg(long)]
     pub context: Option<String>,
@@ -74,7 +79,7 @@ pub async fn run(args: &CoverageArgs) -> anyhow::Result<bool> {
     let (mut config, _) = args.config.load()?;
     let selector = Selector::parse(&args.namespace_selector)
         .with_context(|| format!("invalid --namespace-selector {:?}", args.namespace_selector))?;
-    let client = client(args.context.as_deref()).await?;
+    let client = client(args.context.as_deref(), args.kubeconfig.as_deref()).await?;
     let (scope, _) = scope(
         &client,
         args.namespace.as_deref(),
