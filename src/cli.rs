@@ -1,11 +1,12 @@
 //! Command line: subcommands, flags (each with an environment variable), and their dispatch.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::bail;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 
 pub use crate::args::{ConfigArgs, LogArgs};
 
@@ -19,6 +20,39 @@ pub struct Cli {
     /// Logging.
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// The name kubectl looks for on the PATH: installed so, the binary runs as `kubectl pullthrough`.
+pub const KUBECTL_PLUGIN: &str = "kubectl-pullthrough";
+
+impl Cli {
+    /// Parses `args`, the first being the program's path: run as [`KUBECTL_PLUGIN`], usage and
+    /// errors name the command `kubectl pullthrough`, as the user typed it. Exits on `--help`,
+    /// `--version` and usage errors, as clap does.
+    pub fn parse_args<I, T>(args: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let matches = command_for(args.first()).get_matches_from(args);
+        Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+}
+
+/// The clap command, named after how it was invoked.
+fn command_for(program: Option<&OsString>) -> clap::Command {
+    let command = Cli::command();
+    let plugin = program
+        .and_then(|p| Path::new(p).file_stem())
+        .is_some_and(|stem| stem == KUBECTL_PLUGIN);
+    if plugin {
+        command
+            .bin_name("kubectl pullthrough")
+            .display_name(KUBECTL_PLUGIN)
+    } else {
+        command
+    }
 }
 
 /// Subcommands.
@@ -36,6 +70,8 @@ pub enum Command {
     Cache(crate::cache::run::CacheArgs),
     /// List the containers that run upstream images the webhook would rewrite; exit 1 if any.
     Audit(Box<crate::audit::command::AuditArgs>),
+    /// Show how much of what the Pods run pulls through the cache, and why the rest does not.
+    Coverage(Box<crate::coverage::command::CoverageArgs>),
     /// Fill the pull-through cache by tag for the images of manifests, and confirm pinned digests.
     Warm(crate::warm::run::WarmArgs),
     /// Print the MutatingAdmissionPolicy that makes the API server rewrite as the webhook does.
@@ -251,6 +287,7 @@ pub fn validate(cli: &Cli) -> anyhow::Result<()> {
         | Command::Rules(_)
         | Command::Cache(_)
         | Command::Audit(_)
+        | Command::Coverage(_)
         | Command::Warm(_)
         | Command::Policy(_) => {}
     }
@@ -304,6 +341,44 @@ mod tests {
             let err = validate(&parse(args)).unwrap_err().to_string();
             assert!(err.contains(message), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn run_as_kubectl_pullthrough_it_parses_alike_and_names_itself_so() {
+        let cli = Cli::parse_args([
+            "/usr/local/bin/kubectl-pullthrough",
+            "coverage",
+            "--kubeconfig",
+            "/tmp/kc",
+            "-n",
+            "shop",
+            "-o",
+            "json",
+        ]);
+        let Command::Coverage(args) = cli.command else {
+            panic!("not coverage");
+        };
+        assert_eq!(args.namespace.as_deref(), Some("shop"));
+        assert_eq!(
+            args.kubeconfig.as_deref(),
+            Some(std::path::Path::new("/tmp/kc"))
+        );
+        let plugin = OsString::from("kubectl-pullthrough");
+        let help = command_for(Some(&plugin))
+            .try_get_matches_from(["kubectl-pullthrough", "coverage", "--help"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            help.contains("Usage: kubectl pullthrough coverage"),
+            "{help}"
+        );
+        let plain = OsString::from("/usr/bin/pullthrough");
+        let help = command_for(Some(&plain))
+            .try_get_matches_from(["pullthrough", "audit", "--help"])
+            .unwrap_err()
+            .to_string();
+        assert!(help.contains("Usage: pullthrough audit"), "{help}");
+        assert!(help.contains("--kubeconfig"), "{help}");
     }
 
     #[test]

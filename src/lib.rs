@@ -13,6 +13,7 @@ pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod coverage;
 pub mod digests;
 pub mod ecr;
 pub mod iac;

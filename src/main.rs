@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
 use pullthrough::cli::{self, Cli, Command};
 use pullthrough::telemetry;
 
@@ -14,7 +13,7 @@ fn main() -> ExitCode {
     {
         eprintln!("pullthrough: a TLS crypto provider was already installed");
     }
-    let cli = Cli::parse();
+    let cli = Cli::parse_args(std::env::args_os());
     telemetry::init(cli.log.log_format, "info");
     // Exit 1: the command ran and found a problem (a missing rule); 2: it could not run.
     match run(cli) {
@@ -45,6 +44,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
             .block_on(cli::run_reconciler(args))
             .map(|()| true),
         Command::Audit(args) => runtime()?.block_on(pullthrough::audit::command::run(&args)),
+        Command::Coverage(args) => runtime()?.block_on(pullthrough::coverage::command::run(&args)),
         Command::Policy(args) => runtime()?.block_on(pullthrough::policy::command::run(&args)),
     }
 }

@@ -348,8 +348,29 @@ async fn the_command_prints_the_documented_json() {
             "monthlyCost": 4.5,
             "staleImages": 300,
             "staleBytes": 15_000_000_000_u64,
+            "staleMonthlyCost": 1.5,
         })
     );
+    let total = &v["total"];
+    let sum = |key: &str| -> u64 {
+        v["prefixes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p[key].as_u64().unwrap())
+            .sum()
+    };
+    for key in [
+        "repositories",
+        "images",
+        "bytes",
+        "staleImages",
+        "staleBytes",
+    ] {
+        assert_eq!(total[key].as_u64(), Some(sum(key)), "{key}");
+    }
+    assert!(total["monthlyCost"].as_f64().unwrap() >= 4.5);
+    assert!(total["staleMonthlyCost"].as_f64().unwrap() >= 1.5);
 }
 
 #[tokio::test]

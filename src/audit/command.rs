@@ -4,6 +4,7 @@
 //! the ECR rules when AWS can be reached. Writes nothing anywhere.
 
 use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -13,7 +14,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::ListParams;
-use kube::config::KubeConfigOptions;
+use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
@@ -21,7 +22,7 @@ use super::report::{Report, RuleSource};
 use super::selector::Selector;
 use super::{Facts, RuleHistory, opted_in_at};
 use crate::args::ConfigArgs;
-use crate::config::UnknownRules;
+use crate::config::{Config, UnknownRules};
 use crate::ecr::AwsEcr;
 use crate::pod::Owner;
 use crate::pod::PodRecord;
@@ -50,6 +51,9 @@ pub struct AuditArgs {
     /// Configuration, as the webhook has it.
     #[command(flatten)]
     pub config: ConfigArgs,
+    /// Kubeconfig file to use (default: $KUBECONFIG or ~/.kube/config, as kubectl).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
     /// Kubeconfig context to use (default: the current context).
     #[arg(long)]
     pub context: Option<String>,
@@ -77,79 +81,18 @@ pub async fn run(args: &AuditArgs) -> anyhow::Result<bool> {
     let (mut config, _) = args.config.load()?;
     let selector = Selector::parse(&args.namespace_selector)
         .with_context(|| format!("invalid --namespace-selector {:?}", args.namespace_selector))?;
-    let client = client(args.context.as_deref()).await?;
-
-    // Which namespaces: opted in, or every one with --all-namespaces; kube-system only by name.
-    let namespaces: Vec<Namespace> = match &args.namespace {
-        Some(name) => vec![
-            Api::<Namespace>::all(client.clone())
-                .get(name)
-                .await
-                .with_context(|| format!("cannot read namespace {name}"))?,
-        ],
-        None => list(&Api::all(client.clone()), ListParams::default())
-            .await
-            .context("cannot list namespaces")?,
-    };
-    let mut facts = Facts::default();
-    let mut scope = BTreeSet::new();
-    for ns in &namespaces {
-        let Some(name) = ns.metadata.name.clone() else {
-            continue;
-        };
-        if args.namespace.is_none() && name == KUBE_SYSTEM {
-            continue;
-        }
-        let labels = ns.metadata.labels.clone().unwrap_or_default();
-        if selector.matches(&labels) {
-            if let Some(t) = opted_in_at(ns, &selector) {
-                facts.opted_in_at.insert(name.clone(), t);
-            }
-        } else if args.all_namespaces {
-            facts.not_opted_in.insert(name.clone());
-        } else {
-            if args.namespace.is_some() {
-                eprintln!(
-                    "pullthrough: namespace {name} does not match {:?}, so the webhook leaves its Pods alone; --all-namespaces audits it as if it were opted in",
-                    args.namespace_selector
-                );
-            }
-            continue;
-        }
-        scope.insert(name);
-    }
-
-    // The rules, as the webhook would know them.
-    let (rules, source) = if config.rule_check.enabled {
-        match rules(&config).await {
-            Ok(s) => (s, RuleSource::Live),
-            Err(e) => {
-                eprintln!(
-                    "pullthrough: cannot read the pull-through cache rules from ECR ({e:#}); going on with the map alone, as if every rule existed"
-                );
-                config.rule_check.when_unknown = UnknownRules::Trust;
-                (RuleSnapshot::unknown(), RuleSource::Unavailable)
-            }
-        }
-    } else {
-        (RuleSnapshot::unknown(), RuleSource::Disabled)
-    };
+    let client = client(args.context.as_deref(), args.kubeconfig.as_deref()).await?;
+    let (scope, mut facts) = scope(
+        &client,
+        args.namespace.as_deref(),
+        args.all_namespaces,
+        &selector,
+        &args.namespace_selector,
+    )
+    .await?;
+    let (rules, source) = rule_snapshot(&mut config).await;
     facts.rule_usable_since = RuleHistory::default().usable_since(&rules);
-
-    // Pods still to run or running: finished Pods pull nothing more.
-    let pods_params = ListParams::default().fields("status.phase!=Succeeded,status.phase!=Failed");
-    let pods: Vec<Pod> = match &args.namespace {
-        Some(name) if scope.contains(name) => {
-            list(&Api::namespaced(client.clone(), name), pods_params)
-                .await
-                .with_context(|| format!("cannot list Pods in namespace {name}"))?
-        }
-        Some(_) => Vec::new(),
-        None if scope.is_empty() => Vec::new(),
-        None => list(&Api::all(client.clone()), pods_params)
-            .await
-            .context("cannot list Pods")?,
-    };
+    let pods = pods(&client, args.namespace.as_deref(), &scope).await?;
 
     let mut report = Report::new(source);
     report.namespaces = scope.len();
@@ -178,23 +121,118 @@ pub async fn run(args: &AuditArgs) -> anyhow::Result<bool> {
     Ok(report.bypassing.is_empty())
 }
 
-/// A client for `context`, or for the current context (or the in-cluster configuration).
-async fn client(context: Option<&str>) -> anyhow::Result<Client> {
-    let mut kube_config = match context {
-        Some(name) => kube::Config::from_kubeconfig(&KubeConfigOptions {
-            context: Some(name.to_owned()),
-            ..KubeConfigOptions::default()
-        })
-        .await
-        .with_context(|| format!("cannot use kubeconfig context {name}"))?,
-        None => kube::Config::infer()
+/// The namespaces in scope: opted in (or every one with `all_namespaces`), kube-system only
+/// when named; with when each was opted in, and which are not.
+pub async fn scope(
+    client: &Client,
+    namespace: Option<&str>,
+    all_namespaces: bool,
+    selector: &Selector,
+    selector_text: &str,
+) -> anyhow::Result<(BTreeSet<String>, Facts)> {
+    let namespaces: Vec<Namespace> = match namespace {
+        Some(name) => vec![
+            Api::<Namespace>::all(client.clone())
+                .get(name)
+                .await
+                .with_context(|| format!("cannot read namespace {name}"))?,
+        ],
+        None => list(&Api::all(client.clone()), ListParams::default())
+            .await
+            .context("cannot list namespaces")?,
+    };
+    let mut facts = Facts::default();
+    let mut scope = BTreeSet::new();
+    for ns in &namespaces {
+        let Some(name) = ns.metadata.name.clone() else {
+            continue;
+        };
+        if namespace.is_none() && name == KUBE_SYSTEM {
+            continue;
+        }
+        let labels = ns.metadata.labels.clone().unwrap_or_default();
+        if selector.matches(&labels) {
+            if let Some(t) = opted_in_at(ns, selector) {
+                facts.opted_in_at.insert(name.clone(), t);
+            }
+        } else if all_namespaces {
+            facts.not_opted_in.insert(name.clone());
+        } else {
+            if namespace.is_some() {
+                eprintln!(
+                    "pullthrough: namespace {name} does not match {selector_text:?}, so the webhook leaves its Pods alone; --all-namespaces looks at it as if it were opted in"
+                );
+            }
+            continue;
+        }
+        scope.insert(name);
+    }
+    Ok((scope, facts))
+}
+
+/// The rules as the webhook would know them: read from ECR when the rule check is on and ECR
+/// answers; otherwise the map alone decides, as if every rule existed.
+pub async fn rule_snapshot(config: &mut Config) -> (RuleSnapshot, RuleSource) {
+    if !config.rule_check.enabled {
+        return (RuleSnapshot::unknown(), RuleSource::Disabled);
+    }
+    match rules(config).await {
+        Ok(s) => (s, RuleSource::Live),
+        Err(e) => {
+            eprintln!(
+                "pullthrough: cannot read the pull-through cache rules from ECR ({e:#}); going on with the map alone, as if every rule existed"
+            );
+            config.rule_check.when_unknown = UnknownRules::Trust;
+            (RuleSnapshot::unknown(), RuleSource::Unavailable)
+        }
+    }
+}
+
+/// The Pods of `scope` still to run or running: finished Pods pull nothing more.
+pub async fn pods(
+    client: &Client,
+    namespace: Option<&str>,
+    scope: &BTreeSet<String>,
+) -> anyhow::Result<Vec<Pod>> {
+    let params = ListParams::default().fields("status.phase!=Succeeded,status.phase!=Failed");
+    Ok(match namespace {
+        Some(name) if scope.contains(name) => list(&Api::namespaced(client.clone(), name), params)
+            .await
+            .with_context(|| format!("cannot list Pods in namespace {name}"))?,
+        Some(_) => Vec::new(),
+        None if scope.is_empty() => Vec::new(),
+        None => list(&Api::all(client.clone()), params)
+            .await
+            .context("cannot list Pods")?,
+    })
+}
+
+/// A client for `context` of the kubeconfig at `kubeconfig` (or of the one kubectl would use),
+/// or for the current context, or the in-cluster configuration.
+pub async fn client(context: Option<&str>, kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
+    let options = KubeConfigOptions {
+        context: context.map(str::to_owned),
+        ..KubeConfigOptions::default()
+    };
+    let mut settings = match (kubeconfig, context) {
+        (Some(path), _) => {
+            let file = Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &options)
+                .await
+                .with_context(|| format!("cannot use kubeconfig {}", path.display()))?
+        }
+        (None, Some(name)) => kube::Config::from_kubeconfig(&options)
+            .await
+            .with_context(|| format!("cannot use kubeconfig context {name}"))?,
+        (None, None) => kube::Config::infer()
             .await
             .context("cannot find a kubeconfig or an in-cluster configuration")?,
     };
     // A one-shot command: no list is worth waiting minutes for.
-    kube_config.connect_timeout = Some(Duration::from_secs(10));
-    kube_config.read_timeout = Some(Duration::from_mins(1));
-    Client::try_from(kube_config).context("cannot configure the Kubernetes client")
+    settings.connect_timeout = Some(Duration::from_secs(10));
+    settings.read_timeout = Some(Duration::from_mins(1));
+    Client::try_from(settings).context("cannot configure the Kubernetes client")
 }
 
 /// Every object of a list, page by page.
@@ -214,7 +252,7 @@ where
     }
 }
 
-async fn rules(config: &crate::config::Config) -> anyhow::Result<RuleSnapshot> {
+async fn rules(config: &Config) -> anyhow::Result<RuleSnapshot> {
     let ecr = AwsEcr::from_env(&config.region, Some(config.account_id.clone())).await;
     match tokio::time::timeout(RULES_TIMEOUT, refresh::fetch(&ecr, config)).await {
         Ok(fetched) => Ok(fetched?),

@@ -16,7 +16,6 @@ use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::Namespace;
 
-use crate::admission::{SKIP_ANNOTATION, pod_exclusion};
 use crate::config::Config;
 use crate::notice::{Notice, Severity};
 use crate::pod::Owner;
@@ -49,15 +48,7 @@ pub struct Bypass {
 /// label, excluded labels or owner kinds) bypasses nothing, and neither does a container the
 /// reconciler put back on its original image (listed in the fallback annotation).
 pub fn bypasses(config: &Config, rules: &RuleSnapshot, pod: &PodRecord) -> Vec<Bypass> {
-    // The chart's objectSelector keeps Pods with the skip label from reaching the webhook.
-    let skip_label = pod.labels.get(SKIP_ANNOTATION).is_some_and(|v| v == "true");
-    let excluded = pod_exclusion(
-        config,
-        pod.opted_out || skip_label,
-        &pod.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        pod.owner_kinds.iter().map(String::as_str),
-    );
-    if excluded.is_some() {
+    if pod.webhook_skip(config).is_some() {
         return Vec::new();
     }
     // Containers put back on their original image are left alone on purpose.

@@ -117,6 +117,28 @@ pub struct PrefixReport {
     pub stale_images: u64,
     /// Their total size.
     pub stale_bytes: u64,
+    /// Estimated monthly storage cost of `stale_bytes`, USD: what expiring them would save.
+    pub stale_monthly_cost: f64,
+}
+
+/// Every prefix together.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Total {
+    /// Cache repositories.
+    pub repositories: u64,
+    /// Images in standard storage.
+    pub images: u64,
+    /// Their total size.
+    pub bytes: u64,
+    /// Estimated monthly storage cost of `bytes`, USD.
+    pub monthly_cost: f64,
+    /// Images not pulled for the staleness period.
+    pub stale_images: u64,
+    /// Their total size.
+    pub stale_bytes: u64,
+    /// Estimated monthly storage cost of `stale_bytes`, USD.
+    pub stale_monthly_cost: f64,
 }
 
 /// The whole report: `pullthrough cache -o json` prints it as it is.
@@ -125,6 +147,8 @@ pub struct PrefixReport {
 pub struct Report {
     /// One entry per mapped prefix, in prefix order.
     pub prefixes: Vec<PrefixReport>,
+    /// Every prefix together; costs are of the summed sizes, not sums of rounded costs.
+    pub total: Total,
     /// USD per GB-month used for `monthlyCost`.
     pub price_per_gb: f64,
     /// Days without a pull after which an image is stale.
@@ -170,6 +194,7 @@ pub fn report(config: &Config, inventory: &Inventory, pricing: Pricing, now: i64
                 monthly_cost: 0.0,
                 stale_images: 0,
                 stale_bytes: 0,
+                stale_monthly_cost: 0.0,
             };
             if let Some(contents) = inventory.prefixes.get(m.ecr_prefix()) {
                 p.repositories = contents.repositories.len() as u64;
@@ -188,12 +213,24 @@ pub fn report(config: &Config, inventory: &Inventory, pricing: Pricing, now: i64
                 }
             }
             p.monthly_cost = monthly_cost(p.bytes, pricing.price_per_gb);
+            p.stale_monthly_cost = monthly_cost(p.stale_bytes, pricing.price_per_gb);
             p
         })
         .collect();
     prefixes.sort_by(|a, b| a.prefix.cmp(&b.prefix));
+    let mut total = Total::default();
+    for p in &prefixes {
+        total.repositories += p.repositories;
+        total.images += p.images;
+        total.bytes = total.bytes.saturating_add(p.bytes);
+        total.stale_images += p.stale_images;
+        total.stale_bytes = total.stale_bytes.saturating_add(p.stale_bytes);
+    }
+    total.monthly_cost = monthly_cost(total.bytes, pricing.price_per_gb);
+    total.stale_monthly_cost = monthly_cost(total.stale_bytes, pricing.price_per_gb);
     Report {
         prefixes,
+        total,
         price_per_gb: pricing.price_per_gb,
         stale_after_days: pricing.stale_after.as_secs() / 86_400,
         truncated: inventory.truncated,
@@ -221,15 +258,17 @@ pub fn render_table(report: &Report) -> String {
         "STALE USD/MONTH",
     ];
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| (*h).to_owned()).collect()];
-    let mut total = PrefixReport {
+    let total = &report.total;
+    let total = PrefixReport {
         prefix: "TOTAL".to_owned(),
         registry: String::new(),
-        repositories: 0,
-        images: 0,
-        bytes: 0,
-        monthly_cost: 0.0,
-        stale_images: 0,
-        stale_bytes: 0,
+        repositories: total.repositories,
+        images: total.images,
+        bytes: total.bytes,
+        monthly_cost: total.monthly_cost,
+        stale_images: total.stale_images,
+        stale_bytes: total.stale_bytes,
+        stale_monthly_cost: total.stale_monthly_cost,
     };
     let row = |p: &PrefixReport| {
         vec![
@@ -246,11 +285,6 @@ pub fn render_table(report: &Report) -> String {
     };
     for p in &report.prefixes {
         rows.push(row(p));
-        total.repositories += p.repositories;
-        total.images += p.images;
-        total.bytes = total.bytes.saturating_add(p.bytes);
-        total.stale_images += p.stale_images;
-        total.stale_bytes = total.stale_bytes.saturating_add(p.stale_bytes);
     }
     rows.push(row(&total));
     let mut widths = vec![0usize; header.len()];
@@ -281,7 +315,7 @@ pub fn render_table(report: &Report) -> String {
     out
 }
 
-/// The report as JSON (`{"prefixes": [...], "pricePerGb", "staleAfterDays"}`), newline-ended.
+/// The report as JSON (`{"prefixes": [...], "total", "pricePerGb", "staleAfterDays"}`), newline-ended.
 pub fn render_json(report: &Report) -> String {
     let mut out = serde_json::to_string_pretty(report).unwrap_or_default();
     out.push('\n');
@@ -453,7 +487,7 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_str(&render_json(&r)).unwrap();
         let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
-        assert_eq!(keys, ["prefixes", "pricePerGb", "staleAfterDays"]);
+        assert_eq!(keys, ["prefixes", "total", "pricePerGb", "staleAfterDays"]);
         assert_eq!(v["pricePerGb"], 0.11);
         assert_eq!(v["staleAfterDays"], 14);
         let first = v["prefixes"][0].as_object().unwrap();
@@ -468,7 +502,21 @@ mod tests {
                 "bytes",
                 "monthlyCost",
                 "staleImages",
-                "staleBytes"
+                "staleBytes",
+                "staleMonthlyCost"
+            ]
+        );
+        let keys: Vec<_> = v["total"].as_object().unwrap().keys().cloned().collect();
+        assert_eq!(
+            keys,
+            [
+                "repositories",
+                "images",
+                "bytes",
+                "monthlyCost",
+                "staleImages",
+                "staleBytes",
+                "staleMonthlyCost"
             ]
         );
     }
@@ -483,7 +531,16 @@ mod tests {
             vec![image(2_500_000_000, Some(60))],
         );
         inventory.prefixes.insert("docker-hub".into(), hub);
-        let table = render_table(&report(&c, &inventory, Pricing::default(), NOW));
+        let r = report(&c, &inventory, Pricing::default(), NOW);
+        let hub_report = r
+            .prefixes
+            .iter()
+            .find(|p| p.prefix == "docker-hub")
+            .unwrap();
+        assert!((hub_report.stale_monthly_cost - 0.25).abs() < 1e-12);
+        assert_eq!((r.total.images, r.total.stale_bytes), (1, 2_500_000_000));
+        assert!((r.total.stale_monthly_cost - 0.25).abs() < 1e-12);
+        let table = render_table(&r);
         let lines: Vec<_> = table.lines().collect();
         assert!(lines[0].starts_with("PREFIX"));
         let hub = lines.iter().find(|l| l.starts_with("docker-hub")).unwrap();

@@ -28,7 +28,9 @@ pub use endpoints::{
 pub use exclusion::{ExcludeFile, Exclusions, ImagePattern, LabelMatch};
 pub use fallback::{Fallback, FallbackFile};
 pub use file::{ConfigError, ConfigFile};
-pub use registry::{DEFAULT_REGISTRIES, ECR_REPOSITORY_MAX_LEN, Mapping, MappingFile};
+pub use registry::{
+    DEFAULT_REGISTRIES, ECR_REPOSITORY_MAX_LEN, Mapping, MappingFile, UpstreamType, upstream_type,
+};
 pub use rule_check::{RuleCheck, RuleCheckFile, UnknownRules};
 
 /// Account used when neither the file nor the flags name one, so the webhook can start on a

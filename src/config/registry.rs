@@ -136,6 +136,24 @@ fn known_upstream(host: &str) -> Option<Known> {
     })
 }
 
+/// An upstream ECR pull-through cache can cache, as a rule names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamType {
+    /// ECR `upstreamRegistry` (`docker-hub`, `chainguard`, `azure-container-registry`).
+    pub name: &'static str,
+    /// Whether its rule needs a Secrets Manager credential.
+    pub needs_credentials: bool,
+}
+
+/// The ECR upstream type of a registry host, when ECR pull-through cache can cache it: what
+/// `pullthrough coverage` offers for a registry the map lacks.
+pub fn upstream_type(host: &str) -> Option<UpstreamType> {
+    known_upstream(host).map(|k| UpstreamType {
+        name: k.upstream_registry,
+        needs_credentials: k.needs_credentials,
+    })
+}
+
 /// Hosts that name the same registry as a known one, whatever the map says about them.
 fn builtin_aliases(registry: &str) -> &'static [&'static str] {
     match registry {

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 
-use crate::admission::{ORIGINAL_IMAGES_ANNOTATION, SKIP_ANNOTATION};
+use crate::admission::{ORIGINAL_IMAGES_ANNOTATION, PodSkip, SKIP_ANNOTATION};
 use crate::config::Config;
 
 pub use owner::Owner;
@@ -210,6 +210,22 @@ impl PodRecord {
                 .map(|t| SystemTime::from(t.0)),
             pull: PullRecord::from_pod(pod),
         })
+    }
+
+    /// Why the webhook leaves this whole Pod alone under `config`, if it does: the skip
+    /// annotation, the skip label (the chart's objectSelector keeps such Pods from reaching the
+    /// webhook), an excluded label or owner kind.
+    pub fn webhook_skip(&self, config: &Config) -> Option<PodSkip> {
+        let skip_label = self
+            .labels
+            .get(SKIP_ANNOTATION)
+            .is_some_and(|v| v == "true");
+        crate::admission::pod_exclusion(
+            config,
+            self.opted_out || skip_label,
+            &self.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            self.owner_kinds.iter().map(String::as_str),
+        )
     }
 
     /// Whether the webhook leaves this Pod alone under `config`.
