@@ -96,6 +96,13 @@ webhooks:
     rules:
       - {apiGroups: [""], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [pods]}
     namespaceSelector: {matchLabels: {$run-w: "true"}}
+    # As the chart writes it with policy.enabled: not called for Pods the policy rewrote.
+    matchConditions:
+      - name: not-rewritten-by-the-policy
+        expression: >-
+          request.resource.resource != 'pods' ||
+          !object.spec.containers.all(c, has(c.image) && c.image.startsWith('$host/') && !c.image.contains('@')) ||
+          (has(object.spec.initContainers) && !object.spec.initContainers.all(c, has(c.image) && c.image.startsWith('$host/') && !c.image.contains('@')))
 YAML
 
 declare -A labels=([none]="" [policy]="$run-p" [webhook]="$run-w" [both]="$run-p $run-w" [trivial]="$run-t")
