@@ -614,3 +614,248 @@ fn the_fallback_annotation_may_only_grow_by_the_containers_falling_back() {
     new["spec"]["containers"][0]["image"] = json!("nginx:1.27");
     refused(&by_reconciler(&old, &new), "falls back only once");
 }
+
+// === on a real API server ===
+
+/// kubectl with the admin kubeconfig, optionally as the reconciler; the output, or the error.
+struct Kubectl {
+    kubeconfig: String,
+    reconciler: Option<(String, String)>,
+}
+
+impl Kubectl {
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+        let mut command = Command::new("kubectl");
+        command.arg("--kubeconfig").arg(&self.kubeconfig);
+        if let Some((user, namespace)) = &self.reconciler {
+            command
+                .arg(format!("--as={user}"))
+                .arg("--as-group=system:serviceaccounts")
+                .arg(format!("--as-group=system:serviceaccounts:{namespace}"))
+                .arg("--as-group=system:authenticated");
+        }
+        command.args(args);
+        command.stdin(std::process::Stdio::piped());
+        command.stdout(std::process::Stdio::piped());
+        command.stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().map_err(|e| format!("run kubectl: {e}"))?;
+        if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
+            input
+                .write_all(text.as_bytes())
+                .map_err(|e| format!("write to kubectl: {e}"))?;
+        }
+        drop(child.stdin.take());
+        let output = child
+            .wait_with_output()
+            .map_err(|e| format!("wait for kubectl: {e}"))?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    }
+
+    fn json_patch(&self, namespace: &str, pod: &str, patch: &Value) -> Result<String, String> {
+        self.run(
+            &[
+                "-n",
+                namespace,
+                "patch",
+                "pod",
+                pod,
+                "--type=json",
+                "-p",
+                &patch.to_string(),
+            ],
+            None,
+        )
+    }
+}
+
+/// A JSON Patch from old to new, without tests: what another client could send.
+fn diff(old: &Value, new: &Value) -> Value {
+    serde_json::to_value(json_patch::diff(old, new)).unwrap()
+}
+
+#[test]
+fn the_guard_holds_on_a_real_api_server() {
+    let Some(kubeconfig) = std::env::var_os("PULLTHROUGH_APISERVER_KUBECONFIG") else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: PULLTHROUGH_APISERVER_KUBECONFIG does not name an admin kubeconfig"
+        );
+        return;
+    };
+    // Names of this run only, so that a shared API server is not disturbed.
+    let release = format!("guard{}", std::process::id());
+    let shop = format!("{release}-shop");
+    let plain = format!("{release}-plain");
+    let Some(docs) = render(
+        &release,
+        &release,
+        &[
+            "--set",
+            "config.fallback.enabled=true",
+            "--api-versions",
+            VAP_API,
+            "--show-only",
+            "templates/reconciler-rbac.yaml",
+            "--show-only",
+            "templates/reconciler-guard.yaml",
+        ],
+    ) else {
+        return;
+    };
+    let manifest = json!({"apiVersion": "v1", "kind": "List", "items": docs}).to_string();
+    let admin = Kubectl {
+        kubeconfig: kubeconfig.to_string_lossy().into_owned(),
+        reconciler: None,
+    };
+    let reconciler = Kubectl {
+        kubeconfig: admin.kubeconfig.clone(),
+        reconciler: Some((
+            format!("system:serviceaccount:{release}:{release}-pullthrough-reconciler"),
+            release.clone(),
+        )),
+    };
+    let _cleanup = Cleanup {
+        admin: &admin,
+        namespaces: vec![shop.clone(), plain.clone(), release.clone()],
+        manifest: &manifest,
+    };
+    for ns in [&release, &shop, &plain] {
+        admin.run(&["create", "namespace", ns], None).unwrap();
+    }
+    admin
+        .run(
+            &["label", "namespace", &shop, "pullthrough.dev/enabled=true"],
+            None,
+        )
+        .unwrap();
+    // Where no controller manager runs, nobody else creates them.
+    for ns in [&shop, &plain] {
+        let _ = admin.run(&["-n", ns, "create", "serviceaccount", "default"], None);
+    }
+    admin.run(&["apply", "-f", "-"], Some(&manifest)).unwrap();
+
+    let mut pod = rewritten();
+    let meta = pod["metadata"].as_object_mut().unwrap();
+    meta.remove("uid");
+    meta.remove("ownerReferences");
+    let create = |ns: &str| {
+        let mut p = pod.clone();
+        p["metadata"]["namespace"] = json!(ns);
+        admin
+            .run(&["create", "-f", "-"], Some(&p.to_string()))
+            .unwrap();
+        serde_json::from_str::<Value>(
+            &admin
+                .run(&["-n", ns, "get", "pod", "web-1", "-o", "json"], None)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let stored = create(&shop);
+    let stored_plain = create(&plain);
+    let mut relabelled = stored.clone();
+    relabelled["metadata"]["labels"]["app"] = json!("db");
+    let label_change = diff(&stored, &relabelled);
+
+    // The policy takes effect once the API server has read it.
+    let mut waited = 0;
+    let refusal = loop {
+        match reconciler.json_patch(&shop, "web-1", &label_change) {
+            Err(e) if e.contains("ValidatingAdmissionPolicy") => break e,
+            other => {
+                assert!(waited < 60, "the guard never took effect: {other:?}");
+                waited += 1;
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    };
+    let mut printed = vec![format!("label change (reconciler): {}", refusal.trim())];
+    assert!(refusal.contains("at least one container"), "{refusal}");
+
+    let (old, patch) = fallback_of(stored.clone(), &["app"]);
+    let fallen = patched(&old, &patch);
+    let mut evil = fallen.clone();
+    evil["spec"]["containers"][0]["image"] = json!("evil.example/nginx:1.27");
+    let another_image = diff(&stored, &evil);
+    let (_, patch_plain) = fallback_of(stored_plain, &["app"]);
+    let hostile: [(&str, &str, Value, &str); 2] = [
+        (
+            "another image",
+            &shop,
+            another_image,
+            "record names for that container",
+        ),
+        (
+            "fallback outside the opted-in namespaces",
+            &plain,
+            serde_json::to_value(&patch_plain).unwrap(),
+            "only in namespaces labelled",
+        ),
+    ];
+    for (what, ns, patch, reason) in &hostile {
+        let e = reconciler.json_patch(ns, "web-1", patch).unwrap_err();
+        printed.push(format!("{what} (reconciler): {}", e.trim()));
+        assert!(e.contains(reason), "{what}: {e}");
+    }
+    let e = reconciler
+        .run(
+            &["-n", &shop, "delete", "pod", "web-1", "--wait=false"],
+            None,
+        )
+        .unwrap_err();
+    printed.push(format!("delete (reconciler): {}", e.trim()));
+    assert!(
+        e.contains("forbidden") || e.contains("may only update Pods"),
+        "{e}"
+    );
+
+    let ok = reconciler
+        .json_patch(&shop, "web-1", &serde_json::to_value(&patch).unwrap())
+        .unwrap_or_else(|e| panic!("the reconciler's fallback patch was refused: {e}"));
+    printed.push(format!("fallback patch (reconciler): {}", ok.trim()));
+    let now: Value = serde_json::from_str(
+        &admin
+            .run(&["-n", &shop, "get", "pod", "web-1", "-o", "json"], None)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(now["spec"]["containers"][0]["image"], "nginx:1.27");
+    assert_eq!(
+        now["metadata"]["annotations"]["pullthrough.dev/fallback"],
+        "[\"app\"]"
+    );
+
+    // Anyone else is not evaluated: the same label change by the admin goes through.
+    let mut relabelled = now.clone();
+    relabelled["metadata"]["labels"]["app"] = json!("db");
+    let ok = admin
+        .json_patch(&shop, "web-1", &diff(&now, &relabelled))
+        .unwrap_or_else(|e| panic!("another user's request was refused: {e}"));
+    printed.push(format!("label change (admin): {}", ok.trim()));
+    let _ = writeln!(std::io::stderr(), "{}", printed.join("\n"));
+}
+
+/// Removes what the test made, passed or failed.
+struct Cleanup<'a> {
+    admin: &'a Kubectl,
+    namespaces: Vec<String>,
+    manifest: &'a str,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        for ns in &self.namespaces {
+            let _ = self
+                .admin
+                .run(&["delete", "namespace", ns, "--wait=false"], None);
+        }
+        let _ = self.admin.run(
+            &["delete", "-f", "-", "--ignore-not-found", "--wait=false"],
+            Some(self.manifest),
+        );
+    }
+}
