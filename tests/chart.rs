@@ -17,7 +17,10 @@ use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use k8s_openapi::api::admissionregistration::v1::{MutatingWebhook, MutatingWebhookConfiguration};
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhook, MutatingWebhookConfiguration, ValidatingAdmissionPolicy,
+    ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -336,6 +339,8 @@ fn check_typed(doc: &Value) {
         "Secret" => drop(typed::<Secret>(doc)),
         "Service" => drop(typed::<Service>(doc)),
         "ServiceAccount" => drop(typed::<ServiceAccount>(doc)),
+        "ValidatingAdmissionPolicy" => drop(typed::<ValidatingAdmissionPolicy>(doc)),
+        "ValidatingAdmissionPolicyBinding" => drop(typed::<ValidatingAdmissionPolicyBinding>(doc)),
         "Certificate" | "Issuer" | "ServiceMonitor" => {
             let api = doc["apiVersion"].as_str().unwrap();
             assert!(
@@ -663,6 +668,100 @@ fn reconciler_may_patch_pods_only_with_the_fallback_enabled() {
                 |(_, resource, _, verbs)| resource == "pods" && verbs.contains(&"patch".to_owned())
             )
     );
+}
+
+const VAP_API: &str = "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy";
+
+/// The guard's policy and binding in `r`, if it has them (one of each or none).
+fn fallback_guard(
+    r: &Rendered,
+) -> Option<(ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding)> {
+    let policies = r.all("ValidatingAdmissionPolicy");
+    let bindings = r.all("ValidatingAdmissionPolicyBinding");
+    assert_eq!(policies.len(), bindings.len(), "{:?}", r.names());
+    assert!(policies.len() <= 1, "{:?}", r.names());
+    let policy: ValidatingAdmissionPolicy = typed(policies.first()?);
+    let binding: ValidatingAdmissionPolicyBinding = typed(bindings[0]);
+    Some((policy, binding))
+}
+
+#[test]
+fn the_fallback_guard_comes_with_the_fallback_where_the_cluster_serves_admission_policies() {
+    let fallback = ["--set", "config.fallback.enabled=true"];
+    let Some(r) = render(&["--api-versions", VAP_API]) else {
+        return;
+    };
+    assert!(
+        fallback_guard(&r).is_none(),
+        "no fallback, no patch, no guard"
+    );
+    // helm template's built-in versions do not include ValidatingAdmissionPolicy: offline, the
+    // guard needs --api-versions, like the policy.
+    let r = render(&fallback).unwrap();
+    assert!(fallback_guard(&r).is_none(), "{:?}", r.names());
+
+    let r = render(&[fallback[0], fallback[1], "--api-versions", VAP_API]).unwrap();
+    let (policy, binding) = fallback_guard(&r).expect("the guard");
+    let name = "pullthrough-reconciler-pods";
+    assert_eq!(policy.metadata.name.as_deref(), Some(name));
+    let spec = policy.spec.unwrap();
+    assert_eq!(spec.failure_policy.as_deref(), Some("Fail"));
+    let conditions = spec.match_conditions.unwrap();
+    assert_eq!(conditions.len(), 1);
+    assert_eq!(
+        conditions[0].expression,
+        "request.userInfo.username == 'system:serviceaccount:pullthrough:pullthrough-reconciler'"
+    );
+    let rules = spec.match_constraints.unwrap().resource_rules.unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].resources, Some(strings(&["pods", "pods/*"])));
+    assert_eq!(rules[0].operations, Some(strings(&["*"])));
+    let binding = binding.spec.unwrap();
+    assert_eq!(binding.policy_name.as_deref(), Some(name));
+    assert_eq!(binding.validation_actions, Some(strings(&["Deny"])));
+    // Everywhere: the policy itself refuses Pods outside the opted-in namespaces.
+    assert!(binding.match_resources.is_none());
+
+    // The ServiceAccount the reconciler runs as, whatever it is named.
+    let r = render(&[
+        fallback[0],
+        fallback[1],
+        "--api-versions",
+        VAP_API,
+        "--set",
+        "reconciler.serviceAccount.name=fallback-sa",
+    ])
+    .unwrap();
+    let (policy, _) = fallback_guard(&r).unwrap();
+    assert!(
+        policy.spec.unwrap().match_conditions.unwrap()[0]
+            .expression
+            .ends_with("'system:serviceaccount:pullthrough:fallback-sa'")
+    );
+    // Turned off on purpose.
+    let r = render(&[
+        fallback[0],
+        fallback[1],
+        "--api-versions",
+        VAP_API,
+        "--set",
+        "guard.enabled=false",
+    ])
+    .unwrap();
+    assert!(fallback_guard(&r).is_none());
+    // The policy mode adds no guard of its own (docs/security.md says why), nor takes this one.
+    let with_policy = [
+        "--set",
+        "policy.enabled=true",
+        "--api-versions",
+        POLICY_API,
+        "--api-versions",
+        VAP_API,
+    ];
+    let r = render(&with_policy).unwrap();
+    assert!(fallback_guard(&r).is_none());
+    let r = render(&[&with_policy[..], &fallback[..]].concat()).unwrap();
+    assert!(fallback_guard(&r).is_some());
 }
 
 #[test]

@@ -38,6 +38,8 @@ pub struct Request {
     pub namespace: String,
     /// `request.userInfo.username`.
     pub username: String,
+    /// `namespaceObject`: the request's Namespace, or `null`.
+    pub namespace_object: Json,
 }
 
 impl Request {
@@ -50,6 +52,7 @@ impl Request {
             old_object: None,
             namespace: "shop".to_owned(),
             username: "alice".to_owned(),
+            namespace_object: unlabelled("shop"),
         }
     }
 
@@ -62,7 +65,31 @@ impl Request {
             old_object: Some(old),
             namespace: "shop".to_owned(),
             username: "alice".to_owned(),
+            namespace_object: unlabelled("shop"),
         }
+    }
+
+    /// A DELETE of `old`: the API server gives no object.
+    pub fn delete(old: Json) -> Self {
+        Self {
+            operation: "DELETE".to_owned(),
+            sub_resource: None,
+            object: Json::Null,
+            old_object: Some(old),
+            namespace: "shop".to_owned(),
+            username: "alice".to_owned(),
+            namespace_object: unlabelled("shop"),
+        }
+    }
+
+    /// The same request in the namespace `namespace` (a Namespace object).
+    pub fn in_namespace(mut self, namespace: Json) -> Self {
+        namespace["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .clone_into(&mut self.namespace);
+        self.namespace_object = namespace;
+        self
     }
 
     /// The same request on a subresource.
@@ -93,6 +120,7 @@ impl Request {
                 .as_str()
                 .unwrap_or_default()
                 .to_owned(),
+            namespace_object: r["namespace"].as_str().map_or(Json::Null, unlabelled),
         }
     }
 
@@ -109,6 +137,11 @@ impl Request {
         }
         r
     }
+}
+
+/// A Namespace without labels.
+fn unlabelled(name: &str) -> Json {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 }
 
 /// A compiled policy: its match conditions, variables and the expressions that follow them.
@@ -199,6 +232,8 @@ impl Compiled {
         )
         .map_err(|e| e.to_string())?;
         ctx.add_variable("request", request.request_json())
+            .map_err(|e| e.to_string())?;
+        ctx.add_variable("namespaceObject", request.namespace_object.clone())
             .map_err(|e| e.to_string())?;
         ctx.add_variable_from_value(
             "variables",
