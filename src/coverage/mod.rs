@@ -611,6 +611,42 @@ mod tests {
     }
 
     #[test]
+    fn the_gauge_and_the_report_count_the_same_images() {
+        let c = config("digests: whenCached\n");
+        let r = rules(&c);
+        let spec =
+            |image: &str| serde_json::json!({"containers": [{"name": "app", "image": image}]});
+        let pods = [
+            pod(&serde_json::json!({}), &spec("nginx:1.27")),
+            pod(
+                &serde_json::json!({}),
+                &spec(&format!("{CACHE}/quay/org/tool:2")),
+            ),
+            pod(
+                &serde_json::json!({}),
+                &spec("nvcr.io/nvidia/cuda:12.4.0-base-ubuntu22.04"),
+            ),
+            pod(&serde_json::json!({}), &spec(&format!("redis@{SHA}"))),
+            pod(&serde_json::json!({}), &spec("registry.k8s.io/pause:3.10")),
+        ];
+        let gauge = count_by_label(&c, &r, &DigestSnapshot::EMPTY, &pods);
+        let mut report = report::Report::new(report::RuleSource::Live);
+        for p in &pods {
+            report.add(classify(&c, &r, &DigestSnapshot::EMPTY, p));
+        }
+        report.finish(false);
+        for state in State::ALL {
+            let from_gauge: usize = gauge
+                .iter()
+                .filter(|((_, s), _)| *s == state)
+                .map(|(_, n)| n)
+                .sum();
+            assert_eq!(from_gauge, report.states.get(state), "{state}");
+        }
+        assert_eq!(report.containers, 5);
+    }
+
+    #[test]
     fn states_have_their_documented_names() {
         let names: Vec<_> = State::ALL.iter().map(|s| s.name()).collect();
         assert_eq!(
