@@ -50,6 +50,7 @@ fn exported() -> BTreeSet<String> {
         &r.standing,
         &r.rate_limited,
         &r.bypassing,
+        &r.containers,
         &r.pulls.failures,
         &r.pulls.fallbacks,
         &warm.warms,
@@ -143,6 +144,7 @@ fn every_dashboard_panel_queries_metrics_the_program_exports() {
         "pullthrough_rule_status",
         "pullthrough_cache_bytes",
         "pullthrough_bypassing_containers",
+        "pullthrough_containers",
         "pullthrough_pull_failures_total",
     ] {
         assert!(queried.contains(name), "no panel shows {name}");

@@ -762,6 +762,16 @@ async fn warns_on_a_pod_that_bypasses_the_cache() {
         metrics.contains("pullthrough_bypassing_containers{registry=\"quay.io\"} 0"),
         "{metrics}"
     );
+    // The same Pods by state: what `pullthrough coverage` would print.
+    for line in [
+        "pullthrough_containers{registry=\"docker.io\",state=\"bypassing\"} 1",
+        "pullthrough_containers{registry=\"docker.io\",state=\"cached\"} 1",
+        "pullthrough_containers{registry=\"docker.io\",state=\"excluded\"} 2",
+        "pullthrough_containers{registry=\"quay.io\",state=\"cached\"} 1",
+        "pullthrough_containers{registry=\"other\",state=\"uncacheable\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} not in {metrics}");
+    }
     r.stop().await;
 }
 
@@ -782,6 +792,7 @@ async fn a_bypass_is_neither_published_nor_counted_without_the_lease() {
             .render()
             .contains("pullthrough_bypassing_containers{")
     );
+    assert!(!r.metrics.render().contains("pullthrough_containers{"));
     r.stop().await;
 }
 

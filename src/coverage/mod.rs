@@ -10,6 +10,7 @@ pub mod command;
 pub mod report;
 pub mod upstreams;
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Serialize;
@@ -112,6 +113,35 @@ impl Image {
             .and_then(|r| config.registries.get_key_value(r))
             .map_or("other", |(k, _)| k.as_str())
     }
+}
+
+/// Images per registry label (a mapped registry, or `other`) and state over `pods`: the
+/// reconciler's `containers` gauge. Every mapped registry and `other` come with every state,
+/// zero or not, so that a share can be computed from the series at any time.
+pub fn count_by_label<'p>(
+    config: &Config,
+    rules: &RuleSnapshot,
+    digests: &DigestSnapshot,
+    pods: impl IntoIterator<Item = &'p PodRecord>,
+) -> BTreeMap<(String, State), usize> {
+    let mut out = BTreeMap::new();
+    for registry in config
+        .registries
+        .keys()
+        .map(String::as_str)
+        .chain(["other"])
+    {
+        for state in State::ALL {
+            out.insert((registry.to_owned(), state), 0);
+        }
+    }
+    for pod in pods {
+        for image in classify(config, rules, digests, pod) {
+            *out.entry((image.registry_label(config).to_owned(), image.state))
+                .or_default() += 1;
+        }
+    }
+    out
 }
 
 /// Classifies every image of `pod` under `config`, the rule snapshot and what is known of the
@@ -278,7 +308,6 @@ fn cached_registry(config: &Config, c: &ContainerImage) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::time::{Duration, SystemTime};
 
     use k8s_openapi::api::core::v1::Pod;
@@ -555,6 +584,66 @@ mod tests {
         assert_eq!(broken.registry_label(&c), "other");
         let long = format!("quay.io/{}:1", "a/".repeat(120) + "b");
         assert_eq!(one(&c, &long).state, State::Invalid);
+    }
+
+    #[test]
+    fn the_gauge_counts_per_mapped_registry_or_other_and_state() {
+        let c = config("");
+        let r = rules(&c);
+        let a = pod(
+            &serde_json::json!({}),
+            &serde_json::json!({"containers": [
+                {"name": "app", "image": format!("{CACHE}/docker-hub/library/nginx:1.27")},
+                {"name": "old", "image": "redis:7"},
+                {"name": "mcr", "image": "mcr.microsoft.com/dotnet/runtime:8.0"},
+                {"name": "gh", "image": "ghcr.io/org/app:1"}
+            ]}),
+        );
+        let counts = count_by_label(&c, &r, &DigestSnapshot::EMPTY, [&a]);
+        let n = |registry: &str, state| counts[&(registry.to_owned(), state)];
+        assert_eq!(n("docker.io", State::Cached), 1);
+        assert_eq!(n("docker.io", State::Bypassing), 1);
+        assert_eq!(n("other", State::Uncacheable), 1);
+        assert_eq!(n("other", State::Unmapped), 1);
+        assert_eq!(n("quay.io", State::Cached), 0);
+        assert_eq!(counts.len(), 4 * State::ALL.len(), "3 mapped and other");
+        assert_eq!(counts.values().sum::<usize>(), 4);
+    }
+
+    #[test]
+    fn the_gauge_and_the_report_count_the_same_images() {
+        let c = config("digests: whenCached\n");
+        let r = rules(&c);
+        let spec =
+            |image: &str| serde_json::json!({"containers": [{"name": "app", "image": image}]});
+        let pods = [
+            pod(&serde_json::json!({}), &spec("nginx:1.27")),
+            pod(
+                &serde_json::json!({}),
+                &spec(&format!("{CACHE}/quay/org/tool:2")),
+            ),
+            pod(
+                &serde_json::json!({}),
+                &spec("nvcr.io/nvidia/cuda:12.4.0-base-ubuntu22.04"),
+            ),
+            pod(&serde_json::json!({}), &spec(&format!("redis@{SHA}"))),
+            pod(&serde_json::json!({}), &spec("registry.k8s.io/pause:3.10")),
+        ];
+        let gauge = count_by_label(&c, &r, &DigestSnapshot::EMPTY, &pods);
+        let mut report = report::Report::new(report::RuleSource::Live);
+        for p in &pods {
+            report.add(classify(&c, &r, &DigestSnapshot::EMPTY, p));
+        }
+        report.finish(false);
+        for state in State::ALL {
+            let from_gauge: usize = gauge
+                .iter()
+                .filter(|((_, s), _)| *s == state)
+                .map(|(_, n)| n)
+                .sum();
+            assert_eq!(from_gauge, report.states.get(state), "{state}");
+        }
+        assert_eq!(report.containers, 5);
     }
 
     #[test]

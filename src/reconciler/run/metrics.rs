@@ -22,6 +22,8 @@ pub struct ReconcilerMetrics {
     pub rate_limited: IntCounter,
     /// Containers running upstream images the webhook would rewrite, by registry.
     pub bypassing: IntGaugeVec,
+    /// Images of the Pods in scope, by registry (mapped, or `other`) and coverage state.
+    pub containers: IntGaugeVec,
     /// Pull failures and fallbacks.
     pub pulls: crate::pullfail::run::PullMetrics,
 }
@@ -68,6 +70,13 @@ impl ReconcilerMetrics {
                 ),
                 &["registry"],
             )?,
+            containers: IntGaugeVec::new(
+                Opts::new(
+                    "containers",
+                    "Images of opted-in Pods (containers, init and ephemeral containers, image volumes), by registry (mapped, or other) and state (cached, bypassing, pinned-not-cached, excluded, rule-missing, unmapped, uncacheable, private-ecr, invalid); set by the Lease holder",
+                ),
+                &["registry", "state"],
+            )?,
             pulls: crate::pullfail::run::PullMetrics::register(registry)?,
         };
         registry.register(Box::new(m.runs.clone()))?;
@@ -78,6 +87,7 @@ impl ReconcilerMetrics {
         registry.register(Box::new(m.standing.clone()))?;
         registry.register(Box::new(m.rate_limited.clone()))?;
         registry.register(Box::new(m.bypassing.clone()))?;
+        registry.register(Box::new(m.containers.clone()))?;
         Ok(m)
     }
 
@@ -100,6 +110,10 @@ mod tests {
             .with_label_values(&["PullThroughCacheRuleMissing"])
             .inc();
         metrics.bypassing.with_label_values(&["docker.io"]).set(1);
+        metrics
+            .containers
+            .with_label_values(&["docker.io", "cached"])
+            .set(1);
         let names: Vec<String> = registry
             .gather()
             .iter()
@@ -114,6 +128,7 @@ mod tests {
             "reconciler_standing_warnings",
             "events_rate_limited_total",
             "bypassing_containers",
+            "containers",
         ] {
             assert!(
                 names.iter().any(|n| n == name),

@@ -19,6 +19,8 @@ use super::inventory::{Shared, lock};
 use super::options::Reconciler;
 use super::stop::stopped;
 use crate::audit::{self, Facts, RuleHistory};
+use crate::coverage;
+use crate::digests::DigestSnapshot;
 use crate::ecr::Backoff;
 use crate::reconciler::check::CHECKS;
 use crate::reconciler::rate::TokenBucket;
@@ -137,6 +139,7 @@ impl Reconciler {
             if !is_leader {
                 // Only the replica that publishes says how many containers bypass the cache.
                 self.metrics.bypassing.reset();
+                self.metrics.containers.reset();
                 // Another replica publishes meanwhile: what this one knew goes stale.
                 seeded = false;
             }
@@ -205,6 +208,19 @@ impl Reconciler {
                         self.metrics
                             .bypassing
                             .with_label_values(&[registry.as_str()])
+                            .set(i64::try_from(n).unwrap_or(i64::MAX));
+                    }
+                    // The same images, every state: what `pullthrough coverage` counts.
+                    self.metrics.containers.reset();
+                    for ((registry, state), n) in coverage::count_by_label(
+                        &config,
+                        &rules,
+                        &DigestSnapshot::EMPTY,
+                        pods.iter().copied(),
+                    ) {
+                        self.metrics
+                            .containers
+                            .with_label_values(&[registry.as_str(), state.name()])
                             .set(i64::try_from(n).unwrap_or(i64::MAX));
                     }
                 }
