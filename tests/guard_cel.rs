@@ -343,7 +343,7 @@ fn the_reconcilers_fallback_patch_is_admitted() {
 }
 
 #[test]
-fn the_guard_refuses_what_it_cannot_read_and_binds_everywhere() {
+fn the_guard_fails_closed_evaluates_only_the_reconciler_and_binds_everywhere() {
     let Some(guard) = guard() else { return };
     let spec = &guard.policy["spec"];
     assert_eq!(spec["failurePolicy"], "Fail");
@@ -776,7 +776,7 @@ fn the_guard_holds_on_a_real_api_server() {
     let mut printed = vec![format!("label change (reconciler): {}", refusal.trim())];
     assert!(refusal.contains("at least one container"), "{refusal}");
 
-    let (old, patch) = fallback_of(stored.clone(), &["app"]);
+    let (old, patch) = fallback_of(stored.clone(), &["app", "side", "init"]);
     let fallen = patched(&old, &patch);
     let mut evil = fallen.clone();
     evil["spec"]["containers"][0]["image"] = json!("evil.example/nginx:1.27");
@@ -824,9 +824,11 @@ fn the_guard_holds_on_a_real_api_server() {
     )
     .unwrap();
     assert_eq!(now["spec"]["containers"][0]["image"], "nginx:1.27");
+    assert_eq!(now["spec"]["containers"][1]["image"], "quay.io/org/side:2");
+    assert_eq!(now["spec"]["initContainers"][0]["image"], "busybox:1");
     assert_eq!(
         now["metadata"]["annotations"]["pullthrough.dev/fallback"],
-        "[\"app\"]"
+        "[\"init\",\"app\",\"side\"]"
     );
 
     // Anyone else is not evaluated: the same label change by the admin goes through.
