@@ -910,3 +910,71 @@ fn an_unreadable_fallback_annotation_leaves_every_image_alone() {
     let r = review(&c, &RuleSnapshot::unknown(), &body).unwrap();
     assert!(r.response.patch.is_some());
 }
+
+/// Bodies that are valid JSON only in part, with the flaw where the views do not look (a field
+/// of the Pod's metadata nobody reads): the views are read as serde_json reads them.
+#[test]
+fn flawed_bodies_are_read_as_serde_json_reads_them() {
+    let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+    let flaws: Vec<String> = [
+        r#""\q""#,
+        r#""\ud800""#,
+        r#""\udc00\ud800""#,
+        r#""\u12""#,
+        "\"a\u{1}b\"",
+        "01",
+        "1.",
+        "-",
+        "1e",
+        "tru",
+        "NaN",
+        "1e400",
+        "-0",
+        "[1,]",
+        "{\"a\":1,}",
+        "{\"a\" 1}",
+        r#""\u00e9\n""#,
+        "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .chain([nested(127), nested(128), nested(129), nested(300)])
+    .collect();
+    let base = String::from_utf8(review_json(
+        "CREATE",
+        ("", "Pod"),
+        pod(json!([{"name": "app", "image": "nginx:1.27"}])),
+        Value::Null,
+    ))
+    .unwrap();
+    let at = base.find("\"metadata\":{").unwrap() + "\"metadata\":{".len();
+    let mut bodies: Vec<String> = flaws
+        .iter()
+        .map(|flaw| format!("{}\"x\":{flaw},{}", &base[..at], &base[at..]))
+        .collect();
+    bodies.push(format!("{base} x"));
+    bodies.push(format!("{base}}}"));
+    bodies.push(base.replacen("\"uid\":", "\"uid\":\"dup\",\"uid\":", 1));
+    for body in &bodies {
+        let ours = super::review::read_views(body).map_err(|e| e.to_string());
+        let theirs = serde_json::from_str::<ReviewView<'_>>(body).map_err(|e| e.to_string());
+        assert_eq!(ours, theirs, "{body}");
+    }
+}
+
+#[test]
+fn every_captured_review_is_read_to_the_views_serde_json_reads() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut read = 0;
+    for dir in ["tests/fixtures/admission", "tests/fixtures/admission-1.36"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let body = std::fs::read_to_string(&path).unwrap();
+            let theirs = serde_json::from_str::<ReviewView<'_>>(&body).unwrap();
+            let ours = sonic_rs::from_str::<ReviewView<'_>>(&body).unwrap();
+            assert_eq!(ours, theirs, "{}", path.display());
+            read += 1;
+        }
+    }
+    assert!(read > 10, "{read} fixtures");
+}

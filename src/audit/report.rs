@@ -257,7 +257,7 @@ mod tests {
 
     use super::*;
     use crate::config::Overrides;
-    use crate::pod::ContainerImage;
+    use crate::pod::fixtures::record;
 
     fn config() -> Config {
         Config::load(
@@ -272,22 +272,8 @@ mod tests {
             namespace: ns.into(),
             name: name.into(),
             uid: format!("uid-{name}"),
-            labels: std::sync::Arc::default(),
-            owner_kinds: Vec::new().into(),
-            owner: None,
-            owner_uid: None,
-            opted_out: false,
-            containers: images
-                .iter()
-                .enumerate()
-                .map(|(i, image)| ContainerImage {
-                    container: format!("c{i}"),
-                    image: (*image).to_owned(),
-                    original: None,
-                })
-                .collect(),
             created: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000)),
-            pull: crate::pod::PullRecord::default(),
+            ..record("", images)
         }
     }
 

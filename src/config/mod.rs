@@ -103,6 +103,22 @@ impl Config {
         })
     }
 
+    /// The mapping whose rule serves `repository` in the cache registry (an image pulled
+    /// through it): the longest configured prefix that starts it, else the `ROOT` mapping.
+    pub fn mapping_of_cached(&self, repository: &str) -> Option<&Mapping> {
+        let prefixed = self
+            .registries
+            .values()
+            .filter(|m| {
+                m.prefix
+                    .as_deref()
+                    .and_then(|p| repository.strip_prefix(p))
+                    .is_some_and(|rest| rest.starts_with('/'))
+            })
+            .max_by_key(|m| m.prefix.as_deref().map_or(0, str::len));
+        prefixed.or_else(|| self.registries.values().find(|m| m.prefix.is_none()))
+    }
+
     /// Whether `host` is the private registry images are rewritten to, by any of its names.
     pub fn is_own_registry(&self, host: &str) -> bool {
         host == self.registry_host || self.own_hosts.iter().any(|h| h == host)
@@ -116,5 +132,34 @@ mod fixtures {
     /// A configuration from YAML, without overrides.
     pub fn load(yaml: &str) -> Result<Config, ConfigError> {
         Config::load(yaml, &Overrides::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::load;
+
+    #[test]
+    fn a_cached_image_belongs_to_the_longest_prefix_that_starts_its_repository() {
+        let c = load(
+            "registries:\n  docker.io: docker-hub\n  ghcr.io: docker-hub/ghcr\n  quay.io: quay\n",
+        )
+        .unwrap();
+        let registry = |repo: &str| c.mapping_of_cached(repo).map(|m| m.registry.as_str());
+        assert_eq!(registry("docker-hub/library/nginx"), Some("docker.io"));
+        assert_eq!(registry("docker-hub/ghcr/org/app"), Some("ghcr.io"));
+        // A prefix ends at a path separator.
+        assert_eq!(registry("quayside/x"), None);
+        let root = load("registries:\n  docker.io: ROOT\n  quay.io: quay\n").unwrap();
+        assert_eq!(
+            root.mapping_of_cached("library/nginx")
+                .map(|m| m.registry.as_str()),
+            Some("docker.io")
+        );
+        assert_eq!(
+            root.mapping_of_cached("quay/org/x")
+                .map(|m| m.registry.as_str()),
+            Some("quay.io")
+        );
     }
 }

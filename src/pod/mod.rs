@@ -1,5 +1,7 @@
 //! What the reconciler and its checks keep of a Pod ([`PodRecord`]): little, and shared between the Pods of a workload.
 
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod owner;
 pub mod pull;
 

@@ -49,22 +49,6 @@ pub struct Failure<'p> {
     pub cause: Cause,
 }
 
-/// The mapping whose rule serves `repository` in the cache registry: the longest configured
-/// prefix that starts it, else the `ROOT` mapping.
-fn mapping_of_cached<'c>(config: &'c Config, repository: &str) -> Option<&'c Mapping> {
-    let prefixed = config
-        .registries
-        .values()
-        .filter(|m| {
-            m.prefix
-                .as_deref()
-                .and_then(|p| repository.strip_prefix(p))
-                .is_some_and(|rest| rest.starts_with('/'))
-        })
-        .max_by_key(|m| m.prefix.as_deref().map_or(0, str::len));
-    prefixed.or_else(|| config.registries.values().find(|m| m.prefix.is_none()))
-}
-
 /// The containers of `pod` that fail to pull an image the webhook rewrote, with their likely
 /// cause. Images the Pod's record does not list as rewritten, or no longer in the cache
 /// registry (changed since, or fallen back), are not pullthrough's to diagnose.
@@ -94,7 +78,7 @@ pub fn failures<'p>(
         if !config.is_own_registry(reference.registry()) {
             continue;
         }
-        let mapping = mapping_of_cached(config, reference.repository());
+        let mapping = config.mapping_of_cached(reference.repository());
         let state = mapping.and_then(|m| rules.state(&m.registry));
         out.push(Failure {
             pending,

@@ -76,23 +76,6 @@ pub struct Finding {
     pub state: RuleState,
 }
 
-/// The mapping whose rule an image in the cache registry was pulled through: the longest
-/// configured prefix that starts its repository, else the `ROOT` mapping.
-fn mapping_of_cached<'c>(config: &'c Config, repository: &str) -> Option<&'c Mapping> {
-    let prefixed = config
-        .registries
-        .values()
-        .filter(|m| {
-            m.prefix.as_deref().is_some_and(|p| {
-                repository
-                    .strip_prefix(p)
-                    .is_some_and(|rest| rest.starts_with('/'))
-            })
-        })
-        .max_by_key(|m| m.prefix.as_deref().map_or(0, str::len));
-    prefixed.or_else(|| config.registries.values().find(|m| m.prefix.is_none()))
-}
-
 /// The images of `pod` that depend on a rule that `rules` knows to be unusable, grouped by
 /// cause. Images already in the cache are checked whatever the Pod's exclusions say (they
 /// cannot be pulled); images on their upstream only when the webhook would have rewritten
@@ -109,7 +92,7 @@ pub fn findings(
             continue;
         };
         let (mapping, rewritten) = if config.is_own_registry(reference.registry()) {
-            (mapping_of_cached(config, reference.repository()), true)
+            (config.mapping_of_cached(reference.repository()), true)
         } else if exempt {
             (None, false)
         } else {

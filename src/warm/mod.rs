@@ -473,7 +473,7 @@ pub fn notices(unavailable: &Unavailable, pod: &PodRecord) -> Vec<Notice> {
 mod tests {
     use super::*;
     use crate::config::Overrides;
-    use crate::pod::ContainerImage;
+    use crate::pod::fixtures::record;
 
     fn d(hex: char) -> String {
         format!("sha256:{}", hex.to_string().repeat(64))
@@ -489,25 +489,8 @@ mod tests {
 
     fn pod(images: &[&str]) -> PodRecord {
         PodRecord {
-            namespace: "shop".into(),
             name: "web-1".into(),
-            uid: "u1".into(),
-            labels: std::sync::Arc::default(),
-            owner_kinds: Vec::new().into(),
-            owner: None,
-            owner_uid: None,
-            opted_out: false,
-            containers: images
-                .iter()
-                .enumerate()
-                .map(|(i, image)| ContainerImage {
-                    container: format!("c{i}"),
-                    image: (*image).to_owned(),
-                    original: None,
-                })
-                .collect(),
-            created: None,
-            pull: crate::pod::PullRecord::default(),
+            ..record("u1", images)
         }
     }
 
