@@ -4,10 +4,15 @@
 //! same record of originals, over the corpus of real references; other namespaces, opted-out
 //! Pods and images already in the cache are left alone.
 //!
+//! `reconciler --manage-policy`, reading its rules from the ECR stand-in, applies the policy
+//! there and keeps it in step as a rule goes missing and comes back.
+//!
 //! Needs `PULLTHROUGH_APISERVER_KUBECONFIG`, an admin kubeconfig of a running API server, and
 //! kubectl on the PATH; skipped, saying so, without them. Everything it creates is named after
 //! its process id and deleted at the end.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod ecr_support;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -566,4 +571,157 @@ fn the_policy_and_the_webhook_together_make_what_the_webhook_makes_alone() {
         images(&p),
         "the webhook is gone"
     );
+}
+
+/// The registries the policy named `name` rewrites, as its annotation says; `None` before it
+/// exists.
+fn policy_registries(cluster: &Cluster, name: &str) -> Option<String> {
+    let out = cluster.kubectl(
+        &["get", "mutatingadmissionpolicy", name, "-o", "json"],
+        None,
+    );
+    if !out.status.success() {
+        return None;
+    }
+    let policy: Value = serde_json::from_slice(&out.stdout).unwrap();
+    policy["metadata"]["annotations"]["pullthrough.dev/registries"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// The images of `p` dry-run in `namespace` once `done` holds: the API server's admission picks a
+/// changed policy up from its informer a moment after it is written.
+fn settled(
+    cluster: &Cluster,
+    namespace: &str,
+    p: &Value,
+    done: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let mut got = images(&cluster.dry_run(namespace, p));
+    for _ in 0..50 {
+        if done(&got) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        got = images(&cluster.dry_run(namespace, p));
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconciler_keeps_the_policy_in_step_with_the_rules() {
+    use ecr_support::{Script, StandIn, docker_hub_json, rule_json};
+    let Some(cluster) = Cluster::get() else {
+        return;
+    };
+    let id = cluster.id.clone();
+    let own = format!("{id}-off");
+    let ecr = StandIn::start(Script {
+        rules: vec![docker_hub_json(), rule_json("quay", "quay.io")],
+        ..Script::default()
+    })
+    .await;
+    namespace(&cluster, &id, &[&id]);
+    namespace(&cluster, &own, &[]);
+    // The binding, as the chart owns it; the reconciler writes the policy it names.
+    let out = Command::new(env!("CARGO_BIN_EXE_pullthrough"))
+        .args([
+            "policy",
+            "--account-id",
+            ACCOUNT,
+            "--region",
+            REGION,
+            "-o",
+            "json",
+        ])
+        .args(["--name", &id, "--namespace-selector", &format!("{id}=true")])
+        .output()
+        .unwrap();
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    cluster.ok(&["apply", "-f", "-"], Some(&list["items"][1].to_string()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pullthrough.yaml");
+    std::fs::write(
+        &config,
+        format!("accountId: \"{ACCOUNT}\"\nregion: {REGION}\nregistries:\n  docker.io: docker-hub\n  quay.io: quay\nruleCheck:\n  interval: 10s\n"),
+    )
+    .unwrap();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pullthrough"))
+        .env_clear()
+        .env("HOME", dir.path())
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env("POD_NAME", "reconciler-0")
+        .env("POD_NAMESPACE", &own)
+        .env("AWS_ACCESS_KEY_ID", "AKIDSTANDIN")
+        .env("AWS_SECRET_ACCESS_KEY", "SECRET")
+        .env("AWS_REGION", REGION)
+        .env("AWS_ENDPOINT_URL_ECR", ecr.url())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", dir.path().join("aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.path().join("aws-credentials"),
+        )
+        .args(["reconciler", "--config"])
+        .arg(&config)
+        .args(["--admin-listen", &admin.to_string()])
+        .args(["--manage-policy", "--policy-name", &id])
+        .args(["--namespace-selector", &format!("{id}=true")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let logs = || std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
+    let wait_for = |want: &str| {
+        let started = std::time::Instant::now();
+        loop {
+            if policy_registries(&cluster, &id).as_deref() == Some(want) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(40),
+                "the policy never rewrote {want:?}: {:?}\n{}",
+                policy_registries(&cluster, &id),
+                logs()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    let both = "docker.io,quay.io";
+    let took = wait_for(both);
+    eprintln!("applied, rewriting {both}, after {took:?}");
+    wait_rewritten(&cluster, &id);
+
+    // Docker Hub's rule goes: its registry leaves the policy within one interval.
+    ecr.script(|s| s.rules = vec![rule_json("quay", "quay.io")]);
+    let took = wait_for("quay.io");
+    eprintln!("Docker Hub's rule removed: the policy rewrites quay.io only after {took:?}");
+    let p = pod("two", &["nginx:1.27", "quay.io/a/b:1"]);
+    let got = settled(&cluster, &id, &p, |got| got[0] == "nginx:1.27");
+    assert_eq!(got[0], "nginx:1.27");
+    assert_eq!(got[1], format!("{HOST}/quay/a/b:1"));
+
+    // And comes back with the rule.
+    ecr.script(|s| s.rules = vec![docker_hub_json(), rule_json("quay", "quay.io")]);
+    let took = wait_for(both);
+    eprintln!("the rule is back: the policy rewrites {both} again after {took:?}");
+
+    // With the reconciler gone, the policy stays as last applied and Pods are still rewritten.
+    let _ = child.kill();
+    let _ = child.wait();
+    let got = settled(&cluster, &id, &p, |got| got[0] != "nginx:1.27");
+    assert_eq!(
+        got[0],
+        format!("{HOST}/docker-hub/library/nginx:1.27"),
+        "{}",
+        logs()
+    );
+    let _ = cluster.kubectl(&["delete", "lease", "--all", "-n", &own], None);
 }
