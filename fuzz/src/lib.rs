@@ -92,6 +92,12 @@ fn uid_of(body: &Value) -> Option<&str> {
 
 /// Reviews `body` and checks the answer. Returns the patched object when a patch was sent.
 pub fn check_review(config: &Config, rules: &RuleSnapshot, body: &[u8]) -> Option<Value> {
+    // The admission reader reads exactly what serde_json reads, and refuses what it refuses.
+    if let Ok(text) = std::str::from_utf8(body)
+        && let Err(difference) = admission::check_reader(text)
+    {
+        panic!("{difference}");
+    }
     // The handler skips fields it does not read without checking their UTF-8 (as the API
     // server never sends such bytes, that is harmless); read the body the same lenient way.
     let strict: Option<Value> = serde_json::from_slice(body).ok();

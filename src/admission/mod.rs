@@ -9,6 +9,7 @@ mod kind;
 mod outcome;
 mod patch;
 mod plan;
+mod read;
 mod record;
 mod response;
 mod review;
@@ -17,6 +18,9 @@ mod view;
 #[cfg(test)]
 #[allow(clippy::needless_pass_by_value)]
 mod tests;
+
+#[doc(hidden)]
+pub use read::check as check_reader;
 
 pub use kind::{ContainerKind, Scope, TargetKind};
 pub use outcome::ImageOutcome;
@@ -29,8 +33,10 @@ pub use view::ObjectView;
 use plan::WARNING_MAX_LEN;
 #[cfg(test)]
 use record::{object_text, write_object_literal};
-#[cfg(test)]
-use view::{MetaView, ReviewView, Text};
+use view::{
+    ContainerView, GroupVersionKind, ImageVolumeView, MetaView, OwnerView, RequestView, ReviewView,
+    SpecView, Text, VolumeView,
+};
 
 /// The only AdmissionReview version served.
 pub const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";

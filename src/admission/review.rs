@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::ADMISSION_API_VERSION;
 use super::kind::{Scope, TargetKind};
 use super::plan::{PodPlan, plan_object, truncate};
+use super::read;
 use super::response::AdmissionResponse;
 use super::view::{RequestView, ReviewView};
 use crate::config::{Config, WorkloadPolicy};
@@ -57,12 +58,6 @@ pub struct Reviewed<'c> {
 #[error("{0}")]
 pub struct Unreadable(pub String);
 
-/// The views of a UTF-8 body. sonic-rs reads them, in fewer instructions than serde_json; what
-/// it refuses, serde_json reads again, so that the error (and its message) is serde_json's.
-pub(super) fn read_views(text: &str) -> Result<ReviewView<'_>, serde_json::Error> {
-    sonic_rs::from_str(text).or_else(|_| serde_json::from_str(text))
-}
-
 /// Reviews a raw AdmissionReview body. `Err` means no uid could be read, so no AdmissionReview
 /// answer is possible (the server replies HTTP 400). The answer borrows container names and
 /// images from `body`.
@@ -84,7 +79,8 @@ pub fn review_with<'c>(
     // Checking the whole body as UTF-8 once is cheaper than checking every string as it is read;
     // a body that is not UTF-8 is read as bytes, for the same error as before.
     let parsed = match std::str::from_utf8(body) {
-        Ok(text) => read_views(text),
+        // The reader leaves to serde_json what it does not read, and serde_json then answers.
+        Ok(text) => read::review(text).map_or_else(|| serde_json::from_str(text), Ok),
         Err(_) => serde_json::from_slice(body),
     };
     let parsed: ReviewView<'_> = match parsed {
