@@ -358,9 +358,9 @@ mod tests {
         let Command::Coverage(args) = cli.command else {
             panic!("not coverage");
         };
-        assert_eq!(args.namespace.as_deref(), Some("shop"));
+        assert_eq!(args.cluster.namespace.as_deref(), Some("shop"));
         assert_eq!(
-            args.kubeconfig.as_deref(),
+            args.cluster.kubeconfig.as_deref(),
             Some(std::path::Path::new("/tmp/kc"))
         );
         let plugin = OsString::from("kubectl-pullthrough");

@@ -45,9 +45,10 @@ pub enum AuditOutput {
     Json,
 }
 
-/// `pullthrough audit`.
+/// The flags of the subcommands that read the cluster (`audit`, `coverage`), with kubectl's
+/// habits.
 #[derive(Debug, Args)]
-pub struct AuditArgs {
+pub struct ClusterArgs {
     /// Configuration, as the webhook has it.
     #[command(flatten)]
     pub config: ConfigArgs,
@@ -57,10 +58,10 @@ pub struct AuditArgs {
     /// Kubeconfig context to use (default: the current context).
     #[arg(long)]
     pub context: Option<String>,
-    /// Audit only this namespace.
+    /// Only this namespace.
     #[arg(long, short = 'n')]
     pub namespace: Option<String>,
-    /// Audit namespaces that are not opted in too, as if they were.
+    /// Namespaces that are not opted in too, as if they were.
     #[arg(long, short = 'A')]
     pub all_namespaces: bool,
     /// Label selector of the opted-in namespaces, as the webhook and the reconciler have it.
@@ -70,6 +71,63 @@ pub struct AuditArgs {
         default_value = "pullthrough.dev/enabled=true"
     )]
     pub namespace_selector: String,
+}
+
+/// What a cluster-reading subcommand starts from.
+pub struct Cluster {
+    /// The configuration.
+    pub config: Config,
+    /// The client.
+    pub client: Client,
+    /// The namespaces in scope.
+    pub scope: BTreeSet<String>,
+    /// What the namespaces tell of their opt-in.
+    pub facts: Facts,
+    /// The rules.
+    pub rules: RuleSnapshot,
+    /// Where the rules came from.
+    pub source: RuleSource,
+    /// The Pods of the namespaces in scope.
+    pub pods: Vec<Pod>,
+}
+
+impl ClusterArgs {
+    /// Loads the configuration, then reads the namespaces in scope, the rules (when ECR can be
+    /// reached) and the Pods.
+    pub async fn read(&self) -> anyhow::Result<Cluster> {
+        let (mut config, _) = self.config.load()?;
+        let selector = Selector::parse(&self.namespace_selector).with_context(|| {
+            format!("invalid --namespace-selector {:?}", self.namespace_selector)
+        })?;
+        let client = client(self.context.as_deref(), self.kubeconfig.as_deref()).await?;
+        let (scope, facts) = scope(
+            &client,
+            self.namespace.as_deref(),
+            self.all_namespaces,
+            &selector,
+            &self.namespace_selector,
+        )
+        .await?;
+        let (rules, source) = rule_snapshot(&mut config).await;
+        let pods = pods(&client, self.namespace.as_deref(), &scope).await?;
+        Ok(Cluster {
+            config,
+            client,
+            scope,
+            facts,
+            rules,
+            source,
+            pods,
+        })
+    }
+}
+
+/// `pullthrough audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The cluster to audit.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = AuditOutput::Table)]
     pub output: AuditOutput,
@@ -78,21 +136,16 @@ pub struct AuditArgs {
 /// Runs the audit: `Ok(true)` when nothing bypasses the cache, `Ok(false)` when something
 /// does, an error when the cluster cannot be read.
 pub async fn run(args: &AuditArgs) -> anyhow::Result<bool> {
-    let (mut config, _) = args.config.load()?;
-    let selector = Selector::parse(&args.namespace_selector)
-        .with_context(|| format!("invalid --namespace-selector {:?}", args.namespace_selector))?;
-    let client = client(args.context.as_deref(), args.kubeconfig.as_deref()).await?;
-    let (scope, mut facts) = scope(
-        &client,
-        args.namespace.as_deref(),
-        args.all_namespaces,
-        &selector,
-        &args.namespace_selector,
-    )
-    .await?;
-    let (rules, source) = rule_snapshot(&mut config).await;
+    let Cluster {
+        config,
+        client,
+        scope,
+        mut facts,
+        rules,
+        source,
+        pods,
+    } = args.cluster.read().await?;
     facts.rule_usable_since = RuleHistory::default().usable_since(&rules);
-    let pods = pods(&client, args.namespace.as_deref(), &scope).await?;
 
     let mut report = Report::new(source);
     report.namespaces = scope.len();

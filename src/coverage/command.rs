@@ -3,16 +3,11 @@
 //! Reads namespaces and Pods as the audit does, and the ECR rules when AWS can be reached.
 //! Writes nothing anywhere.
 
-use std::path::PathBuf;
-
-use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
 use super::classify;
 use super::report::Report;
-use crate::args::ConfigArgs;
-use crate::audit::command::{client, pods, rule_snapshot, scope};
-use crate::audit::selector::Selector;
+use crate::audit::command::{Cluster, ClusterArgs};
 use crate::digests::DigestSnapshot;
 use crate::pod::PodRecord;
 
@@ -28,28 +23,9 @@ pub enum CoverageOutput {
 /// `pullthrough coverage`.
 #[derive(Debug, Args)]
 pub struct CoverageArgs {
-    /// Configuration, as the webhook has it.
+    /// The cluster to count.
     #[command(flatten)]
-    pub config: ConfigArgs,
-    /// Kubeconfig file to use (default: $KUBECONFIG or ~/.kube/config, as kubectl).
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
-    /// Kubeconfig context to use (default: the current context).
-    #[arg(long)]
-    pub context: Option<String>,
-    /// Count only this namespace.
-    #[arg(long, short = 'n')]
-    pub namespace: Option<String>,
-    /// Count namespaces that are not opted in too.
-    #[arg(long, short = 'A')]
-    pub all_namespaces: bool,
-    /// Label selector of the opted-in namespaces, as the webhook and the reconciler have it.
-    #[arg(
-        long,
-        env = "PULLTHROUGH_NAMESPACE_SELECTOR",
-        default_value = "pullthrough.dev/enabled=true"
-    )]
-    pub namespace_selector: String,
+    pub cluster: ClusterArgs,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = CoverageOutput::Table)]
     pub output: CoverageOutput,
@@ -76,21 +52,14 @@ fn percent(s: &str) -> Result<f64, String> {
 /// Counts the images of the Pods in scope: `Ok(false)` when the share is below `--min-share`,
 /// an error when the cluster cannot be read.
 pub async fn run(args: &CoverageArgs) -> anyhow::Result<bool> {
-    let (mut config, _) = args.config.load()?;
-    let selector = Selector::parse(&args.namespace_selector)
-        .with_context(|| format!("invalid --namespace-selector {:?}", args.namespace_selector))?;
-    let client = client(args.context.as_deref(), args.kubeconfig.as_deref()).await?;
-    let (scope, _) = scope(
-        &client,
-        args.namespace.as_deref(),
-        args.all_namespaces,
-        &selector,
-        &args.namespace_selector,
-    )
-    .await?;
-    let (rules, source) = rule_snapshot(&mut config).await;
-    let pods = pods(&client, args.namespace.as_deref(), &scope).await?;
-
+    let Cluster {
+        config,
+        scope,
+        rules,
+        source,
+        pods,
+        ..
+    } = args.cluster.read().await?;
     let mut report = Report::new(source);
     report.namespaces = scope.len();
     for pod in &pods {

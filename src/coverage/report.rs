@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::{Image, State};
 pub use crate::audit::report::RuleSource;
+use crate::audit::report::{align, plural};
 
 /// `apiVersion` of the JSON output.
 pub const API_VERSION: &str = "pullthrough.dev/v1alpha1";
@@ -313,34 +314,6 @@ fn advice(state: State, detail: &str) -> String {
         | State::Uncacheable
         | State::PrivateEcr => detail.to_owned(),
     }
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}
-
-/// Columns padded to their widest cell, two spaces apart; the last column is not padded.
-fn align<const N: usize>(rows: &[[String; N]]) -> String {
-    let mut widths = [0usize; N];
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i + 1 == N {
-                line.push_str(cell);
-            } else {
-                let _ = write!(line, "{cell:<width$}  ", width = widths[i]);
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]
